@@ -1,0 +1,2 @@
+//! (stub: being written)
+pub mod archive;
