@@ -1,0 +1,47 @@
+# meshrun — `make demo` runs a real 4-node mesh; `make test` runs every test.
+# Everything needed is installed idempotently into git-ignored folders (.tools/, .venv/).
+SHELL := /bin/bash
+include packaging/versions.env
+
+TOOLS    := $(CURDIR)/.tools
+VENV     := $(CURDIR)/.venv
+RECEPTOR := $(TOOLS)/bin/receptor
+CARGO    ?= cargo
+
+export MESHRUN_VENV := $(VENV)
+
+.PHONY: demo test build venv receptor lint clean-tools
+
+## demo: bring up control + hop + 2 execution nodes in a temp dir and run a playbook through them
+demo: build venv receptor
+	MESHRUN_RECEPTOR=$(RECEPTOR) packaging/demo/demo.sh
+
+## test: unit tests, then the integration tests against real receptor and ansible-runner
+test: build venv
+	$(CARGO) test --workspace --exclude meshrun-tests
+	$(CARGO) test -p meshrun-tests --test runner_interop
+	@if packaging/receptor/install.sh $(RECEPTOR_VERSION) $(RECEPTOR); then \
+	  MESHRUN_RECEPTOR=$(RECEPTOR) $(CARGO) test -p meshrun-shared control_socket -- --ignored && \
+	  MESHRUN_RECEPTOR=$(RECEPTOR) $(CARGO) test -p meshrun-tests --test mesh_jobs; \
+	else \
+	  echo "=================================================================="; \
+	  echo "NOT RUN: the mesh integration tests (no receptor could be installed)"; \
+	  echo "=================================================================="; \
+	fi
+
+build:
+	$(CARGO) build --workspace --all-targets
+
+venv:
+	packaging/python/install-venv.sh $(VENV) $(ANSIBLE_RUNNER_VERSION) $(ANSIBLE_CORE_VERSION)
+
+receptor:
+	packaging/receptor/install.sh $(RECEPTOR_VERSION) $(RECEPTOR)
+
+## lint: formatting and clippy, as CI runs them
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+clean-tools:
+	rm -rf $(TOOLS) $(VENV)

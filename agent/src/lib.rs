@@ -1,0 +1,16 @@
+//! The meshrun node agent, installed on execution and hop nodes.
+//!
+//! # Layout
+//! - [`cli`]: the command line (`config`, `worker`) and exit codes.
+//! - [`settings`]: the agent's own config file (`/etc/meshrun/agent.toml`).
+//! - [`config_cmd`]: renders `receptor.conf` for a node with the shared renderer.
+//! - [`worker`]: the work-command receptor runs for each unit: it runs `ansible-runner worker`
+//!   and guarantees the unit's output is a well-formed ansible-runner stream.
+//! - [`logging`]: tracing set-up; in worker mode nothing may reach stderr, because receptor
+//!   merges a work-command's stderr into the unit's stdout.
+
+pub mod cli;
+pub mod config_cmd;
+pub mod logging;
+pub mod settings;
+pub mod worker;

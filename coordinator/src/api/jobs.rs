@@ -1,0 +1,401 @@
+//! Jobs: create, list, detail, events, stdout, and a live event stream (SSE).
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::Stream;
+use futures::stream::{self, StreamExt};
+use meshrun_shared::node_id::NodeId;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::page::{PageQuery, Paged};
+use super::{ApiError, AppState};
+use crate::projects::ProjectError;
+use crate::store::{EventRow, Job, JobStatus, NewJob};
+
+/// Largest inventory text accepted.
+const MAX_INVENTORY_BYTES: usize = 1 << 20;
+
+/// `POST /api/v2/jobs/` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateJob {
+    name: Option<String>,
+    /// sha256 of an uploaded project archive.
+    project: String,
+    playbook: String,
+    inventory: String,
+    #[serde(default)]
+    extra_vars: Map<String, Value>,
+    limit: Option<String>,
+    forks: Option<i64>,
+    verbosity: Option<i64>,
+    execution_node: String,
+}
+
+fn check_playbook(playbook: &str, files: &[String]) -> Result<(), ApiError> {
+    let bad = playbook.is_empty()
+        || playbook.starts_with('/')
+        || playbook.split('/').any(|c| c == ".." || c.is_empty())
+        || playbook.contains('\0');
+    if bad {
+        return Err(ApiError::bad_request(format!(
+            "playbook {playbook:?} must be a relative path inside the project without '..'"
+        )));
+    }
+    if !files.iter().any(|f| f == playbook) {
+        return Err(ApiError::bad_request(format!(
+            "playbook {playbook:?} is not a file of the project archive"
+        )));
+    }
+    Ok(())
+}
+
+fn validate(body: &CreateJob, files: &[String]) -> Result<NodeId, ApiError> {
+    check_playbook(&body.playbook, files)?;
+    let node = NodeId::new(body.execution_node.clone())
+        .map_err(|e| ApiError::bad_request(format!("execution_node: {e}")))?;
+    if body.inventory.trim().is_empty() {
+        return Err(ApiError::bad_request("inventory must not be empty"));
+    }
+    if body.inventory.len() > MAX_INVENTORY_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "inventory is {} bytes; at most {MAX_INVENTORY_BYTES} are accepted",
+            body.inventory.len()
+        )));
+    }
+    if let Some(f) = body.forks
+        && !(1..=500).contains(&f)
+    {
+        return Err(ApiError::bad_request(format!(
+            "forks must be between 1 and 500, got {f}"
+        )));
+    }
+    if let Some(v) = body.verbosity
+        && !(0..=5).contains(&v)
+    {
+        return Err(ApiError::bad_request(format!(
+            "verbosity must be between 0 and 5, got {v}"
+        )));
+    }
+    if let Some(l) = &body.limit
+        && (l.is_empty() || l.contains(['\n', '\r', '\0']))
+    {
+        return Err(ApiError::bad_request(
+            "limit must be a non-empty single line",
+        ));
+    }
+    Ok(node)
+}
+
+/// The job as the API shows it.
+fn job_json(job: &Job) -> Value {
+    let mut v = serde_json::to_value(job).unwrap_or_else(|_| json!({}));
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("type".into(), json!("job"));
+        obj.insert("url".into(), json!(format!("/api/v2/jobs/{}/", job.id)));
+        obj.insert("elapsed".into(), json!(elapsed(job)));
+        obj.insert(
+            "failed".into(),
+            json!(matches!(job.status, JobStatus::Failed | JobStatus::Error)),
+        );
+    }
+    v
+}
+
+fn elapsed(job: &Job) -> f64 {
+    let parse = |s: &Option<String>| {
+        s.as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+    };
+    match (parse(&job.started), parse(&job.finished)) {
+        (Some(a), Some(b)) => (b - a).num_milliseconds() as f64 / 1000.0,
+        (Some(a), None) => {
+            (chrono::Utc::now().fixed_offset() - a).num_milliseconds() as f64 / 1000.0
+        }
+        _ => 0.0,
+    }
+}
+
+/// `POST /api/v2/jobs/`.
+pub async fn create(
+    State(state): State<AppState>,
+    body: Result<Json<CreateJob>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Json(body) =
+        body.map_err(|e| ApiError::bad_request(format!("invalid job: {}", e.body_text())))?;
+    let archive = match state.projects.get(&body.project) {
+        Ok(a) => a,
+        Err(e @ (ProjectError::Unknown(_) | ProjectError::BadId(_))) => {
+            return Err(ApiError::bad_request(format!("project: {e}")));
+        }
+        Err(e) => return Err(ApiError::internal(e)),
+    };
+    let node = validate(&body, &archive.files)?;
+    let new = NewJob {
+        name: body.name.clone().unwrap_or_else(|| body.playbook.clone()),
+        playbook: body.playbook.clone(),
+        project_sha256: archive.sha256,
+        inventory: body.inventory.clone(),
+        extra_vars: Value::Object(body.extra_vars.clone()).to_string(),
+        limit: body.limit.clone(),
+        forks: body.forks,
+        verbosity: body.verbosity,
+        requested_node: Some(node.to_string()),
+    };
+    let job = state.store.create_job(&new).await?;
+    state.runner.spawn(job.id);
+    Ok((StatusCode::CREATED, Json(job_json(&job))))
+}
+
+/// `?status=` plus paging.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    status: Option<String>,
+    #[serde(flatten)]
+    page: PageQuery,
+}
+
+/// `GET /api/v2/jobs/`.
+pub async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Paged<Value>>, ApiError> {
+    let status = q
+        .status
+        .as_deref()
+        .map(str::parse::<JobStatus>)
+        .transpose()
+        .map_err(ApiError::bad_request)?;
+    let (limit, offset, page, size) = q.page.resolve()?;
+    let rows = state.store.list_jobs(status, limit, offset).await?;
+    let extra = q.status.map(|s| format!("&status={s}")).unwrap_or_default();
+    let results = rows.results.iter().map(job_json).collect();
+    Ok(Json(Paged::new(
+        "/api/v2/jobs/",
+        &extra,
+        rows.count,
+        page,
+        size,
+        results,
+    )))
+}
+
+async fn load(state: &AppState, id: i64) -> Result<Job, ApiError> {
+    state
+        .store
+        .job(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no job with id {id}")))
+}
+
+/// `GET /api/v2/jobs/{id}/`.
+pub async fn detail(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(job_json(&load(&state, id).await?)))
+}
+
+fn event_json(e: &EventRow) -> Value {
+    let data: Value = serde_json::from_str(&e.data).unwrap_or(Value::Null);
+    json!({
+        "counter": e.counter,
+        "uuid": e.uuid,
+        "event": e.event,
+        "stdout": e.stdout,
+        "start_line": e.start_line,
+        "end_line": e.end_line,
+        "created": e.created,
+        "event_data": data.get("event_data").cloned().unwrap_or(Value::Null),
+    })
+}
+
+/// `?counter__gt=` plus paging.
+#[derive(Debug, Deserialize)]
+pub struct EventsQuery {
+    #[serde(rename = "counter__gt")]
+    counter_gt: Option<i64>,
+    #[serde(flatten)]
+    page: PageQuery,
+}
+
+/// `GET /api/v2/jobs/{id}/job_events/`.
+pub async fn events(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    Query(q): Query<EventsQuery>,
+) -> Result<Json<Paged<Value>>, ApiError> {
+    load(&state, id).await?;
+    let (limit, offset, page, size) = q.page.resolve()?;
+    let after = q.counter_gt.unwrap_or(0);
+    let count = state.store.event_count(id).await?;
+    let rows = state.store.events(id, after + offset, limit).await?;
+    let path = format!("/api/v2/jobs/{id}/job_events/");
+    Ok(Json(Paged::new(
+        &path,
+        "",
+        count,
+        page,
+        size,
+        rows.iter().map(event_json).collect(),
+    )))
+}
+
+/// `?format=txt|json`.
+#[derive(Debug, Deserialize)]
+pub struct StdoutQuery {
+    format: Option<String>,
+}
+
+/// `GET /api/v2/jobs/{id}/stdout/`.
+pub async fn stdout(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    Query(q): Query<StdoutQuery>,
+) -> Result<Response, ApiError> {
+    load(&state, id).await?;
+    let text = state.store.stdout(id).await?;
+    match q.format.as_deref().unwrap_or("txt") {
+        "txt" => Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()),
+        "json" => Ok(Json(json!({ "content": text })).into_response()),
+        other => Err(ApiError::bad_request(format!(
+            "format must be txt or json, got {other:?}"
+        ))),
+    }
+}
+
+/// `?after=` counter to resume from.
+#[derive(Debug, Deserialize)]
+pub struct StreamQuery {
+    after: Option<i64>,
+}
+
+struct Follow {
+    state: AppState,
+    rx: tokio::sync::broadcast::Receiver<i64>,
+    id: i64,
+    after: i64,
+    last_status: Option<JobStatus>,
+    done: bool,
+}
+
+impl Follow {
+    /// The next batch of SSE events, or `None` when the job has ended and all was sent.
+    async fn next_batch(&mut self) -> Option<Vec<Event>> {
+        if self.done {
+            return None;
+        }
+        loop {
+            let events = self
+                .state
+                .store
+                .events(self.id, self.after, 500)
+                .await
+                .ok()?;
+            let job = self.state.store.job(self.id).await.ok()??;
+            let mut out = Vec::new();
+            if self.last_status != Some(job.status) {
+                self.last_status = Some(job.status);
+                out.push(status_event(&job));
+            }
+            for e in &events {
+                self.after = e.counter;
+                out.push(
+                    Event::default()
+                        .event("job_event")
+                        .id(e.counter.to_string())
+                        .data(event_json(e).to_string()),
+                );
+            }
+            if events.is_empty() && job.status.is_final() {
+                self.done = true;
+                if out.is_empty() {
+                    out.push(status_event(&job));
+                }
+            }
+            if !out.is_empty() {
+                return Some(out);
+            }
+            // Nothing new: wait for a change notice about this job, or re-check after a while.
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                loop {
+                    match self.rx.recv().await {
+                        Ok(changed) if changed == self.id => break,
+                        Ok(_) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                            std::future::pending::<()>().await
+                        }
+                    }
+                }
+            })
+            .await;
+        }
+    }
+}
+
+fn status_event(job: &Job) -> Event {
+    Event::default().event("status").data(
+        json!({
+            "status": job.status,
+            "controller_node": job.controller_node,
+            "execution_node": job.execution_node,
+            "execution_route": job.execution_route,
+            "job_explanation": job.job_explanation,
+        })
+        .to_string(),
+    )
+}
+
+/// `GET /api/v2/jobs/{id}/events/stream/`: every event after `after`, then live ones, then the
+/// final status.
+pub async fn stream(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    Query(q): Query<StreamQuery>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    load(&state, id).await?;
+    let follow = Follow {
+        rx: state.bus.subscribe(),
+        state,
+        id,
+        after: q.after.unwrap_or(0),
+        last_status: None,
+        done: false,
+    };
+    let events = stream::unfold(follow, |mut f| async move {
+        let batch = f.next_batch().await?;
+        Some((stream::iter(batch.into_iter().map(Ok)), f))
+    })
+    .flatten();
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn playbook_paths_are_checked() {
+        let files = vec!["site.yml".to_string(), "plays/a.yml".to_string()];
+        assert!(check_playbook("site.yml", &files).is_ok());
+        assert!(check_playbook("plays/a.yml", &files).is_ok());
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../site.yml",
+            "plays//a.yml",
+            "missing.yml",
+        ] {
+            assert!(check_playbook(bad, &files).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! The HTTP API, AWX-shaped: JSON under `/api/v2/`, pages of `{count, next, previous, results}`,
+//! errors as `{"detail": "..."}` with 400/404/500.
+
+mod error;
+mod jobs;
+mod page;
+mod ping;
+mod projects;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+
+pub use error::ApiError;
+
+use crate::events_bus::EventsBus;
+use crate::projects::ProjectStore;
+use crate::runner::JobRunner;
+use crate::store::Store;
+
+/// Shared state of every handler.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The store.
+    pub store: Store,
+    /// Project archives.
+    pub projects: ProjectStore,
+    /// Runs jobs.
+    pub runner: JobRunner,
+    /// Change notices for live followers.
+    pub bus: EventsBus,
+    /// This control node's id.
+    pub node_id: String,
+}
+
+/// The API's routes.
+pub fn router(state: AppState, max_upload_bytes: usize) -> Router {
+    Router::new()
+        .route("/api/v2/ping/", get(ping::ping))
+        .route(
+            "/api/v2/project_archives/",
+            post(projects::upload).layer(DefaultBodyLimit::max(max_upload_bytes)),
+        )
+        .route("/api/v2/jobs/", get(jobs::list).post(jobs::create))
+        .route("/api/v2/jobs/{id}/", get(jobs::detail))
+        .route("/api/v2/jobs/{id}/job_events/", get(jobs::events))
+        .route("/api/v2/jobs/{id}/stdout/", get(jobs::stdout))
+        .route("/api/v2/jobs/{id}/events/stream/", get(jobs::stream))
+        .with_state(state)
+}

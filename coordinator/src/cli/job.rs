@@ -1,0 +1,298 @@
+//! `meshrun job ...`: run a playbook through the coordinator and follow it live.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use clap::{Args, Subcommand};
+use futures::StreamExt;
+use meshrun_shared::runner_stream::archive::zip_dir;
+use serde_json::{Map, Value, json};
+
+use super::client::Client;
+use super::sse;
+
+/// `meshrun job` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// Run a playbook from a project directory.
+    Run(RunArgs),
+    /// Show a job.
+    Show {
+        /// Job id.
+        id: i64,
+        /// Print the job as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a job's output.
+    Stdout {
+        /// Job id.
+        id: i64,
+    },
+    /// Follow a job's live output until it ends.
+    Follow {
+        /// Job id.
+        id: i64,
+    },
+}
+
+/// `meshrun job run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The project directory (uploaded as an archive).
+    pub project_dir: PathBuf,
+    /// The playbook, relative to the project directory.
+    pub playbook: String,
+    /// Inventory file (INI or YAML).
+    #[arg(short = 'i', long)]
+    pub inventory: PathBuf,
+    /// Run on this execution node.
+    #[arg(long)]
+    pub node: String,
+    /// Extra vars: KEY=VALUE, a JSON object, or @FILE with a JSON object; repeatable.
+    #[arg(short = 'e', long = "extra-vars")]
+    pub extra_vars: Vec<String>,
+    /// Limit the hosts.
+    #[arg(long)]
+    pub limit: Option<String>,
+    /// Forks.
+    #[arg(long)]
+    pub forks: Option<i64>,
+    /// Verbosity (-v, -vv, ...).
+    #[arg(short = 'v', action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Follow the job's output live and exit with its result.
+    #[arg(long)]
+    pub follow: bool,
+}
+
+/// Runs a job subcommand.
+pub async fn run(url: &str, cmd: JobCommand) -> anyhow::Result<ExitCode> {
+    let client = Client::new(url);
+    match cmd {
+        JobCommand::Run(args) => run_job(&client, &args).await,
+        JobCommand::Show { id, json } => {
+            let job = client.get(&format!("/api/v2/jobs/{id}/")).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&job)?);
+            } else {
+                print_summary(&job, None);
+            }
+            Ok(exit_for(&job))
+        }
+        JobCommand::Stdout { id } => {
+            print!(
+                "{}",
+                client
+                    .get_text(&format!("/api/v2/jobs/{id}/stdout/?format=txt"))
+                    .await?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        JobCommand::Follow { id } => {
+            let first = follow(&client, id, Instant::now()).await?;
+            let job = client.get(&format!("/api/v2/jobs/{id}/")).await?;
+            print_summary(&job, first);
+            Ok(exit_for(&job))
+        }
+    }
+}
+
+fn parse_extra_vars(items: &[String]) -> anyhow::Result<Map<String, Value>> {
+    let mut vars = Map::new();
+    for item in items {
+        let parsed: Value = if let Some(file) = item.strip_prefix('@') {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read extra vars file {file}"))?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("extra vars file {file} is not JSON"))?
+        } else if item.trim_start().starts_with('{') {
+            serde_json::from_str(item)
+                .with_context(|| format!("extra vars {item:?} are not a JSON object"))?
+        } else if let Some((k, v)) = item.split_once('=') {
+            json!({ k: v })
+        } else {
+            bail!("extra vars {item:?}: expected KEY=VALUE, a JSON object or @FILE");
+        };
+        match parsed {
+            Value::Object(m) => vars.extend(m),
+            _ => bail!("extra vars {item:?} must be a JSON object"),
+        }
+    }
+    Ok(vars)
+}
+
+fn zip_project(dir: &Path) -> anyhow::Result<Vec<u8>> {
+    if !dir.is_dir() {
+        bail!("project directory {} does not exist", dir.display());
+    }
+    let cursor = zip_dir(dir, std::io::Cursor::new(Vec::new()), None)
+        .with_context(|| format!("cannot pack project directory {}", dir.display()))?;
+    Ok(cursor.into_inner())
+}
+
+async fn run_job(client: &Client, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let t0 = Instant::now();
+    let inventory = std::fs::read_to_string(&args.inventory)
+        .with_context(|| format!("cannot read inventory {}", args.inventory.display()))?;
+    let extra_vars = parse_extra_vars(&args.extra_vars)?;
+    let dir = args.project_dir.clone();
+    let archive = tokio::task::spawn_blocking(move || zip_project(&dir)).await??;
+    let stored = client
+        .post_bytes("/api/v2/project_archives/", "application/zip", archive)
+        .await?;
+    let sha = stored
+        .get("sha256")
+        .and_then(Value::as_str)
+        .ok_or_else(|| anyhow!("the coordinator did not return the archive's sha256"))?;
+    let mut body = json!({
+        "project": sha,
+        "playbook": args.playbook,
+        "inventory": inventory,
+        "extra_vars": extra_vars,
+        "execution_node": args.node,
+    });
+    if let Some(l) = &args.limit {
+        body["limit"] = json!(l);
+    }
+    if let Some(f) = args.forks {
+        body["forks"] = json!(f);
+    }
+    if args.verbose > 0 {
+        body["verbosity"] = json!(args.verbose);
+    }
+    let job = client.post_json("/api/v2/jobs/", &body).await?;
+    let id = job
+        .get("id")
+        .and_then(Value::as_i64)
+        .ok_or_else(|| anyhow!("the coordinator did not return the job's id"))?;
+    eprintln!(
+        "job {id} created ({})",
+        job["status"].as_str().unwrap_or("?")
+    );
+    if !args.follow {
+        println!("{id}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let first_event = follow(client, id, t0).await?;
+    let job = client.get(&format!("/api/v2/jobs/{id}/")).await?;
+    print_summary(&job, first_event);
+    Ok(exit_for(&job))
+}
+
+/// Prints a job's events live until it ends; returns the time from `t0` to the first event.
+async fn follow(client: &Client, id: i64, t0: Instant) -> anyhow::Result<Option<Duration>> {
+    let mut after = 0i64;
+    let mut first_event = None;
+    let mut last_status = String::new();
+    let mut attempts = 0;
+    loop {
+        let url = client.url(&format!("/api/v2/jobs/{id}/events/stream/?after={after}"));
+        let resp = match client.http().get(&url).send().await {
+            Ok(r) if r.status().is_success() => r,
+            Ok(r) => bail!("cannot follow job {id}: {}", r.status()),
+            Err(e) if attempts < 5 => {
+                attempts += 1;
+                eprintln!("lost the coordinator ({e}); retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            Err(e) => bail!("cannot follow job {id}: {e}"),
+        };
+        let mut parser = sse::Parser::default();
+        let mut body = resp.bytes_stream();
+        let mut ended = false;
+        while let Some(chunk) = body.next().await {
+            let Ok(chunk) = chunk else { break };
+            for msg in parser.push(&chunk) {
+                let data: Value = serde_json::from_str(&msg.data).unwrap_or(Value::Null);
+                match msg.event.as_str() {
+                    "job_event" => {
+                        first_event.get_or_insert_with(|| t0.elapsed());
+                        after = data["counter"].as_i64().unwrap_or(after);
+                        if let Some(text) = data["stdout"].as_str().filter(|t| !t.is_empty()) {
+                            let mut out = std::io::stdout().lock();
+                            let _ = writeln!(out, "{}", text.replace("\r\n", "\n"));
+                            let _ = out.flush();
+                        }
+                    }
+                    "status" => {
+                        let status = data["status"].as_str().unwrap_or("?").to_string();
+                        if status != last_status {
+                            match status.as_str() {
+                                "pending" | "waiting" | "submitting" => {
+                                    eprintln!("job {id} {status}...")
+                                }
+                                "running" => eprintln!(
+                                    "job {id} running on {} (route {})",
+                                    data["execution_node"].as_str().unwrap_or("?"),
+                                    data["execution_route"].as_str().unwrap_or("?")
+                                ),
+                                _ => ended = true,
+                            }
+                            last_status = status;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if ended {
+            return Ok(first_event);
+        }
+        attempts += 1;
+        if attempts > 5 {
+            bail!("the live stream of job {id} kept breaking; see `meshrun job show {id}`");
+        }
+    }
+}
+
+fn print_summary(job: &Value, first_event: Option<Duration>) {
+    let s = |k: &str| job[k].as_str().unwrap_or("-").to_string();
+    eprintln!();
+    eprintln!("job {}: {}", job["id"], s("status"));
+    eprintln!("  controller node: {}", s("controller_node"));
+    eprintln!("  execution node:  {}", s("execution_node"));
+    eprintln!("  route:           {}", s("execution_route"));
+    eprintln!("  work unit:       {}", s("work_unit_id"));
+    eprintln!(
+        "  elapsed:         {:.2} s",
+        job["elapsed"].as_f64().unwrap_or(0.0)
+    );
+    if let Some(d) = first_event {
+        eprintln!("  first event:     {} ms after `job run`", d.as_millis());
+    }
+    let explanation = s("job_explanation");
+    if !explanation.is_empty() && explanation != "-" {
+        eprintln!("  explanation:     {explanation}");
+    }
+    let traceback = s("result_traceback");
+    if !traceback.is_empty() && traceback != "-" {
+        eprintln!("  traceback:\n{traceback}");
+    }
+}
+
+fn exit_for(job: &Value) -> ExitCode {
+    match job["status"].as_str() {
+        Some("successful") => ExitCode::SUCCESS,
+        Some("pending" | "waiting" | "submitting" | "running") => ExitCode::from(3),
+        _ => ExitCode::FAILURE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extra_vars_forms() {
+        let v = parse_extra_vars(&["a=1".into(), "{\"b\": [2]}".into()]).unwrap();
+        assert_eq!(Value::Object(v), json!({"a": "1", "b": [2]}));
+        assert!(parse_extra_vars(&["[1]".into()]).is_err());
+        assert!(parse_extra_vars(&["novalue".into()]).is_err());
+        assert!(parse_extra_vars(&["@/nonexistent.json".into()]).is_err());
+    }
+}

@@ -1,0 +1,22 @@
+//! meshrun's control plane: the `meshrun-coordinator` service and the `meshrun` CLI.
+//!
+//! # Layout
+//! - [`config`]: the coordinator's config file.
+//! - [`server`]: `run(config, shutdown)`: opens the store, starts the API and the job runner.
+//! - [`store`]: SQLite store of jobs and events (migrations in `migrations/`).
+//! - [`projects`]: content-addressed project archives, checked on upload.
+//! - [`mesh`]: what the control node's receptor `status` says about nodes and routes.
+//! - [`runner`]: runs one job through receptor: payload, crash-safe submit, results, release.
+//! - [`api`]: the HTTP API (AWX-shaped JSON under `/api/v2/`).
+//! - [`events_bus`]: tells live followers that a job changed.
+//! - [`cli`]: the `meshrun` command line (HTTP client, `transmit`, `process`).
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod events_bus;
+pub mod mesh;
+pub mod projects;
+pub mod runner;
+pub mod server;
+pub mod store;

@@ -1,0 +1,377 @@
+//! Runs jobs through the control node's receptor.
+//!
+//! One task per job: build the payload, check the node is reachable, submit following the
+//! crash-safe protocol (status `submitting`; unit tagged with the job id; unit id stored the
+//! moment receptor names it, before the payload is streamed; `ttl` on remote submits), then read
+//! `work results` from the stored byte offset, store events with the offset they were parsed up
+//! to, set the final status and release the unit.
+
+mod follow;
+pub mod outcome;
+pub mod payload;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use meshrun_shared::control_socket::{ControlClient, SubmitRequest};
+use meshrun_shared::node_type::{WORK_TYPE_EXECUTION, WORK_TYPE_LOCAL};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::CoordinatorConfig;
+use crate::events_bus::EventsBus;
+use crate::mesh;
+use crate::projects::ProjectStore;
+use crate::store::{Job, JobStatus, StatusChange, Store};
+use outcome::Outcome;
+
+/// The extra submit key that tags a unit with its job id (shown by `work list`).
+pub const JOB_TAG_KEY: &str = "meshrun_job";
+
+/// Everything a job task needs.
+#[derive(Debug, Clone)]
+pub struct JobRunner {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    projects: ProjectStore,
+    bus: EventsBus,
+    socket: PathBuf,
+    jobs_dir: PathBuf,
+    submit_ttl: String,
+    tls_client: Option<String>,
+    shutdown: CancellationToken,
+}
+
+/// A failure that ends a job as `error`.
+#[derive(Debug)]
+struct JobFailure {
+    explanation: String,
+    traceback: String,
+}
+
+impl JobFailure {
+    fn new(explanation: impl Into<String>) -> Self {
+        JobFailure {
+            explanation: explanation.into(),
+            traceback: String::new(),
+        }
+    }
+}
+
+impl JobRunner {
+    /// A runner using `config`'s socket and data dir.
+    pub fn new(
+        config: &CoordinatorConfig,
+        store: Store,
+        projects: ProjectStore,
+        bus: EventsBus,
+        shutdown: CancellationToken,
+    ) -> Self {
+        JobRunner {
+            inner: Arc::new(Inner {
+                store,
+                projects,
+                bus,
+                socket: config.receptor_socket.clone(),
+                jobs_dir: config.data_dir.join("jobs"),
+                submit_ttl: config.submit_ttl.clone(),
+                tls_client: config.tls_client.clone(),
+                shutdown,
+            }),
+        }
+    }
+
+    /// Starts a task for a pending job.
+    pub fn spawn(&self, job_id: i64) {
+        let runner = self.clone();
+        tokio::spawn(async move { runner.run(job_id).await });
+    }
+
+    /// Picks up jobs a previous coordinator process left behind.
+    pub async fn resume_all(&self) -> Result<(), crate::store::StoreError> {
+        for job in self.inner.store.jobs_in(&JobStatus::ACTIVE).await? {
+            match job.status {
+                JobStatus::Pending => self.spawn(job.id),
+                JobStatus::Running if job.work_unit_id.is_some() => {
+                    let runner = self.clone();
+                    tokio::spawn(async move { runner.finish_running(job).await });
+                }
+                _ => {
+                    // A submit interrupted half-way may or may not have created a unit; until
+                    // reconciliation by tag exists, do not risk running the job twice.
+                    let explanation = format!(
+                        "the coordinator restarted while the job was {}; it was not resubmitted \
+                         (reconciling interrupted submits with receptor is not implemented yet)",
+                        job.status
+                    );
+                    self.fail(&job, JobFailure::new(explanation)).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn run(&self, job_id: i64) {
+        let job = match self.inner.store.job(job_id).await {
+            Ok(Some(job)) if job.status == JobStatus::Pending => job,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::error!(job_id, error = %e, "cannot load job");
+                return;
+            }
+        };
+        match self.submit(&job).await {
+            Ok(job) => self.finish_running(job).await,
+            Err(failure) => self.fail(&job, failure).await,
+        }
+    }
+
+    /// Everything up to a running unit. Returns the job as stored after `running`.
+    async fn submit(&self, job: &Job) -> Result<Job, JobFailure> {
+        let inner = &self.inner;
+        let Some(node) = job.requested_node.clone() else {
+            return Err(JobFailure::new(
+                "no execution node given (automatic placement is not implemented yet)",
+            ));
+        };
+        let job_dir = inner.jobs_dir.join(job.id.to_string());
+        let stream_path = {
+            let (projects, job2, dir) = (inner.projects.clone(), job.clone(), job_dir.clone());
+            tokio::task::spawn_blocking(move || payload::build(&projects, &job2, &dir))
+                .await
+                .map_err(|e| JobFailure::new(format!("payload task failed: {e}")))?
+                .map_err(|e| JobFailure::new(e.to_string()))?
+        };
+        let mut control = self.connect().await?;
+        let controller = control.node_id().to_string();
+        let status = control
+            .status()
+            .await
+            .map_err(|e| JobFailure::new(format!("cannot read the mesh status: {e}")))?;
+        let Some(route) = mesh::route(&status, &node) else {
+            let known = mesh::routable_nodes(&status).join(", ");
+            return Err(JobFailure::new(format!(
+                "Instance {node} is not in the receptor mesh: {controller} has no route to it \
+                 (reachable now: {})",
+                if known.is_empty() { "none" } else { &known }
+            )));
+        };
+        let local = node == controller;
+        let work_type = if local {
+            WORK_TYPE_LOCAL
+        } else {
+            WORK_TYPE_EXECUTION
+        };
+        if let Some(types) = mesh::advertised_work_types(&status, &node)
+            && !types.iter().any(|t| t == work_type)
+        {
+            return Err(JobFailure::new(format!(
+                "Instance {node} does not offer work type {work_type} (it offers: {})",
+                if types.is_empty() {
+                    "none".to_string()
+                } else {
+                    types.join(", ")
+                }
+            )));
+        }
+        let mode = mesh::submit_mode(&status, &node, work_type);
+        let tlsclient = match (mode.tls, &inner.tls_client) {
+            (true, Some(name)) => Some(name.clone()),
+            (true, None) => {
+                return Err(JobFailure::new(format!(
+                    "Instance {node}'s control service is TLS but the coordinator has no tls_client configured"
+                )));
+            }
+            (false, _) => None,
+        };
+        let route_text = route.join(" -> ");
+        let moved = inner
+            .store
+            .transition(
+                job.id,
+                &[JobStatus::Pending, JobStatus::Waiting],
+                JobStatus::Submitting,
+                &StatusChange {
+                    controller_node: Some(&controller),
+                    execution_node: Some(&node),
+                    execution_route: Some(&route_text),
+                    ..StatusChange::default()
+                },
+            )
+            .await
+            .map_err(|e| JobFailure::new(e.to_string()))?;
+        if !moved {
+            return Err(JobFailure::new(
+                "the job changed status before it could be submitted",
+            ));
+        }
+        inner.bus.changed(job.id);
+        let request = SubmitRequest {
+            node: node.clone(),
+            worktype: work_type.to_string(),
+            // The path names the job so that local units (which keep no extra keys) are
+            // tagged too; the agent never uses the path itself.
+            params: Some(format!(
+                "--private-data-dir=/tmp/meshrun_{}_{} --delete",
+                job.id,
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            )),
+            tlsclient,
+            ttl: (!local).then(|| inner.submit_ttl.clone()),
+            signwork: mode.sign,
+            extra: if local {
+                BTreeMap::new()
+            } else {
+                BTreeMap::from([(JOB_TAG_KEY.to_string(), job.id.to_string())])
+            },
+        };
+        let mut session = control
+            .work_submit(&request)
+            .await
+            .map_err(|e| JobFailure::new(format!("receptor refused the submit: {e}")))?;
+        inner
+            .store
+            .set_work_unit(job.id, &session.unit_id)
+            .await
+            .map_err(|e| JobFailure::new(e.to_string()))?;
+        let mut file = tokio::fs::File::open(&stream_path)
+            .await
+            .map_err(|e| JobFailure::new(format!("cannot read the job payload: {e}")))?;
+        session.copy_from(&mut file).await.map_err(|e| {
+            JobFailure::new(format!("cannot stream the job payload to receptor: {e}"))
+        })?;
+        let result = session
+            .finish()
+            .await
+            .map_err(|e| JobFailure::new(format!("receptor did not start the unit: {e}")))?;
+        // The payload holds the job's secrets: keep it no longer than receptor needs it.
+        let _ = tokio::fs::remove_file(&stream_path).await;
+        tracing::info!(job_id = job.id, unit = %result.unit_id, node = %node, result = %result.result, "unit submitted");
+        inner
+            .store
+            .transition(
+                job.id,
+                &[JobStatus::Submitting],
+                JobStatus::Running,
+                &StatusChange {
+                    stamp_started: true,
+                    ..StatusChange::default()
+                },
+            )
+            .await
+            .map_err(|e| JobFailure::new(e.to_string()))?;
+        inner.bus.changed(job.id);
+        match inner.store.job(job.id).await {
+            Ok(Some(job)) => Ok(job),
+            _ => Err(JobFailure::new("the job vanished from the store")),
+        }
+    }
+
+    /// Reads a running job's output to its end, stores the outcome and releases the unit.
+    async fn finish_running(&self, job: Job) {
+        let Some(unit) = job.work_unit_id.clone() else {
+            return;
+        };
+        let job_dir = self.inner.jobs_dir.join(job.id.to_string());
+        let followed = follow::follow(self, &job, &unit, &job_dir).await;
+        let cancel_flag = match self.inner.store.job(job.id).await {
+            Ok(Some(j)) => j.cancel_flag,
+            _ => job.cancel_flag,
+        };
+        if self.inner.shutdown.is_cancelled() {
+            // Leave the job running: the next coordinator process resumes it at its offset.
+            return;
+        }
+        let (outcome, rc) = match followed {
+            Ok(f) => (outcome::decide(&f.end, cancel_flag), f.rc),
+            Err(failure) => (
+                Outcome {
+                    status: JobStatus::Error,
+                    explanation: failure.explanation,
+                    traceback: failure.traceback,
+                },
+                None,
+            ),
+        };
+        let stored = self
+            .inner
+            .store
+            .transition(
+                job.id,
+                &[JobStatus::Running],
+                outcome.status,
+                &StatusChange {
+                    job_explanation: Some(&outcome.explanation),
+                    result_traceback: Some(&outcome.traceback),
+                    rc,
+                    ..StatusChange::default()
+                },
+            )
+            .await;
+        if let Err(e) = stored {
+            tracing::error!(job_id = job.id, error = %e, "cannot store the job's outcome");
+        }
+        self.inner.bus.changed(job.id);
+        tracing::info!(job_id = job.id, status = %outcome.status, "job finished");
+        self.release(&unit).await;
+        let _ = tokio::fs::remove_dir_all(&job_dir).await;
+    }
+
+    async fn release(&self, unit: &str) {
+        match self.connect().await {
+            Ok(mut c) => {
+                if let Err(e) = c.work_release(unit).await {
+                    tracing::warn!(unit, error = %e, "cannot release work unit");
+                }
+            }
+            Err(f) => tracing::warn!(unit, error = %f.explanation, "cannot release work unit"),
+        }
+    }
+
+    async fn fail(&self, job: &Job, failure: JobFailure) {
+        tracing::warn!(job_id = job.id, explanation = %failure.explanation, "job failed before running");
+        let res = self
+            .inner
+            .store
+            .transition(
+                job.id,
+                &[
+                    JobStatus::Pending,
+                    JobStatus::Waiting,
+                    JobStatus::Submitting,
+                ],
+                JobStatus::Error,
+                &StatusChange {
+                    job_explanation: Some(&failure.explanation),
+                    result_traceback: Some(&failure.traceback),
+                    ..StatusChange::default()
+                },
+            )
+            .await;
+        if let Err(e) = res {
+            tracing::error!(job_id = job.id, error = %e, "cannot store the job's failure");
+        }
+        if let Ok(Some(j)) = self.inner.store.job(job.id).await
+            && let Some(unit) = j.work_unit_id
+        {
+            self.release(&unit).await;
+        }
+        self.inner.bus.changed(job.id);
+        let _ = tokio::fs::remove_dir_all(self.inner.jobs_dir.join(job.id.to_string())).await;
+    }
+
+    async fn connect(&self) -> Result<ControlClient, JobFailure> {
+        ControlClient::connect_unix(&self.inner.socket)
+            .await
+            .map_err(|e| {
+                JobFailure::new(format!(
+                    "cannot reach the control node's receptor at {}: {e}",
+                    self.inner.socket.display()
+                ))
+            })
+    }
+}

@@ -1,0 +1,129 @@
+//! `run(config, shutdown)`: the coordinator service.
+
+use std::time::Duration;
+
+use meshrun_shared::control_socket::ControlClient;
+use meshrun_shared::runner_stream::archive::ExtractLimits;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, AppState};
+use crate::config::CoordinatorConfig;
+use crate::events_bus::EventsBus;
+use crate::projects::ProjectStore;
+use crate::runner::JobRunner;
+use crate::store::{Store, StoreError};
+
+/// How long start-up waits for the control node's receptor socket.
+const RECEPTOR_WAIT: Duration = Duration::from_secs(30);
+
+/// Why the service stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A directory could not be created.
+    #[error("cannot create {path}: {source}")]
+    Dir {
+        /// The directory.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// receptor's control socket never answered.
+    #[error("the control node's receptor did not answer on {socket} within {secs} s: {last}")]
+    Receptor {
+        /// The socket path.
+        socket: String,
+        /// How long we waited.
+        secs: u64,
+        /// The last error.
+        last: String,
+    },
+    /// The API address could not be bound or serving failed.
+    #[error("cannot serve the API on {addr}: {source}")]
+    Api {
+        /// The address.
+        addr: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+async fn control_node_id(config: &CoordinatorConfig) -> Result<String, ServeError> {
+    let deadline = tokio::time::Instant::now() + RECEPTOR_WAIT;
+    loop {
+        match ControlClient::connect_unix(&config.receptor_socket).await {
+            Ok(c) => return Ok(c.node_id().to_string()),
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                return Err(ServeError::Receptor {
+                    socket: config.receptor_socket.display().to_string(),
+                    secs: RECEPTOR_WAIT.as_secs(),
+                    last: e.to_string(),
+                });
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
+
+/// Runs the coordinator until `shutdown` is cancelled.
+pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Result<(), ServeError> {
+    for dir in [&config.data_dir, &config.data_dir.join("jobs")] {
+        std::fs::create_dir_all(dir).map_err(|source| ServeError::Dir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+    }
+    if let Some(parent) = config.database.parent() {
+        std::fs::create_dir_all(parent).map_err(|source| ServeError::Dir {
+            path: parent.display().to_string(),
+            source,
+        })?;
+    }
+    let store = Store::open(&config.database).await?;
+    let projects_dir = config.data_dir.join("projects");
+    let projects =
+        ProjectStore::new(projects_dir.clone(), ExtractLimits::default()).map_err(|source| {
+            ServeError::Dir {
+                path: projects_dir.display().to_string(),
+                source,
+            }
+        })?;
+    let node_id = control_node_id(&config).await?;
+    tracing::info!(node_id = %node_id, socket = %config.receptor_socket.display(), "connected to the control node's receptor");
+    let bus = EventsBus::default();
+    let runner = JobRunner::new(
+        &config,
+        store.clone(),
+        projects.clone(),
+        bus.clone(),
+        shutdown.clone(),
+    );
+    runner.resume_all().await?;
+    let state = AppState {
+        store: store.clone(),
+        projects,
+        runner,
+        bus,
+        node_id,
+    };
+    let listener = tokio::net::TcpListener::bind(config.api_listen)
+        .await
+        .map_err(|source| ServeError::Api {
+            addr: config.api_listen.to_string(),
+            source,
+        })?;
+    tracing::info!(addr = %config.api_listen, "API listening");
+    let app = api::router(state, config.max_upload_bytes);
+    let stop = shutdown.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
+        .map_err(|source| ServeError::Api {
+            addr: config.api_listen.to_string(),
+            source,
+        })?;
+    store.close().await;
+    Ok(())
+}

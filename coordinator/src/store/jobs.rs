@@ -1,0 +1,471 @@
+//! Job rows, their status machine, and their events.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::{Store, StoreError};
+
+/// A job's status, as AWX names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    /// Stored, not yet placed.
+    Pending,
+    /// Placed on a controller and an execution node.
+    Waiting,
+    /// Being submitted to receptor (crash-safe submit protocol).
+    Submitting,
+    /// The work unit exists and output is being read.
+    Running,
+    /// The playbook succeeded.
+    Successful,
+    /// The playbook failed (or timed out, or was canceled without the cancel flag).
+    Failed,
+    /// The job could not run or its output could not be read.
+    Error,
+    /// Canceled on request.
+    Canceled,
+}
+
+impl JobStatus {
+    /// Every status.
+    pub const ALL: [JobStatus; 8] = [
+        JobStatus::Pending,
+        JobStatus::Waiting,
+        JobStatus::Submitting,
+        JobStatus::Running,
+        JobStatus::Successful,
+        JobStatus::Failed,
+        JobStatus::Error,
+        JobStatus::Canceled,
+    ];
+
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Pending => "pending",
+            JobStatus::Waiting => "waiting",
+            JobStatus::Submitting => "submitting",
+            JobStatus::Running => "running",
+            JobStatus::Successful => "successful",
+            JobStatus::Failed => "failed",
+            JobStatus::Error => "error",
+            JobStatus::Canceled => "canceled",
+        }
+    }
+
+    /// Whether the job has ended.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Successful | JobStatus::Failed | JobStatus::Error | JobStatus::Canceled
+        )
+    }
+
+    /// The statuses a job is still active in.
+    pub const ACTIVE: [JobStatus; 4] = [
+        JobStatus::Pending,
+        JobStatus::Waiting,
+        JobStatus::Submitting,
+        JobStatus::Running,
+    ];
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for JobStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        JobStatus::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| format!("unknown job status {s:?}"))
+    }
+}
+
+/// What a caller gives to create a job.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// A display name.
+    pub name: String,
+    /// Playbook path relative to the project.
+    pub playbook: String,
+    /// sha256 of the stored project archive.
+    pub project_sha256: String,
+    /// Inventory text (INI or YAML).
+    pub inventory: String,
+    /// Extra vars as a JSON object text.
+    pub extra_vars: String,
+    /// `--limit`.
+    pub limit: Option<String>,
+    /// `--forks`.
+    pub forks: Option<i64>,
+    /// Verbosity 0-5.
+    pub verbosity: Option<i64>,
+    /// The execution node the caller asked for.
+    pub requested_node: Option<String>,
+}
+
+/// A stored job.
+#[derive(Debug, Clone, Serialize)]
+pub struct Job {
+    /// Integer id, as AWX.
+    pub id: i64,
+    /// Display name.
+    pub name: String,
+    /// Status.
+    pub status: JobStatus,
+    /// Whether a cancel was requested.
+    pub cancel_flag: bool,
+    /// Playbook path relative to the project.
+    pub playbook: String,
+    /// sha256 of the project archive.
+    pub project_sha256: String,
+    /// Inventory text.
+    #[serde(skip)]
+    pub inventory: String,
+    /// Extra vars (JSON object text).
+    #[serde(skip)]
+    pub extra_vars: String,
+    /// `--limit`.
+    pub limit: Option<String>,
+    /// `--forks`.
+    pub forks: Option<i64>,
+    /// Verbosity.
+    pub verbosity: Option<i64>,
+    /// The node the caller asked for.
+    pub requested_node: Option<String>,
+    /// The node that controls the job (its receptor submitted the unit).
+    pub controller_node: Option<String>,
+    /// The node the job ran on.
+    pub execution_node: Option<String>,
+    /// The mesh path from controller to execution node, as seen at submit time.
+    pub execution_route: Option<String>,
+    /// receptor's work unit id on the controller.
+    pub work_unit_id: Option<String>,
+    /// Bytes of unit output already parsed and stored.
+    pub result_offset: i64,
+    /// Why the job ended as it did, for people.
+    pub job_explanation: String,
+    /// Detail for failures (worker output tail, receptor detail).
+    pub result_traceback: String,
+    /// The playbook's return code, when known.
+    pub rc: Option<i64>,
+    /// When the job was created (RFC 3339).
+    pub created: String,
+    /// When the unit started running.
+    pub started: Option<String>,
+    /// When the job ended.
+    pub finished: Option<String>,
+}
+
+/// One event as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventRow {
+    /// The runner's event counter (1-based, unique per job).
+    pub counter: i64,
+    /// The event's uuid.
+    pub uuid: String,
+    /// The event type (`runner_on_ok`, ...).
+    pub event: String,
+    /// First stdout line of the event.
+    pub start_line: i64,
+    /// Line after the last stdout line of the event.
+    pub end_line: i64,
+    /// The event's stdout text.
+    pub stdout: String,
+    /// When the event was created on the worker.
+    pub created: Option<String>,
+    /// The whole event as JSON text.
+    #[serde(skip)]
+    pub data: String,
+}
+
+/// A page of results.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page<T> {
+    /// Total rows matching.
+    pub count: i64,
+    /// The rows of this page.
+    pub results: Vec<T>,
+}
+
+/// Fields a status change may set along with the status.
+#[derive(Debug, Clone, Default)]
+pub struct StatusChange<'a> {
+    /// Set controller_node.
+    pub controller_node: Option<&'a str>,
+    /// Set execution_node.
+    pub execution_node: Option<&'a str>,
+    /// Set execution_route.
+    pub execution_route: Option<&'a str>,
+    /// Set job_explanation.
+    pub job_explanation: Option<&'a str>,
+    /// Set result_traceback.
+    pub result_traceback: Option<&'a str>,
+    /// Set rc.
+    pub rc: Option<i64>,
+    /// Stamp `started` with now.
+    pub stamp_started: bool,
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {
+    let status: String = row.try_get("status")?;
+    let status = status.parse().map_err(|_| StoreError::Invalid {
+        what: "job status",
+        value: status.clone(),
+    })?;
+    Ok(Job {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        status,
+        cancel_flag: row.try_get("cancel_flag")?,
+        playbook: row.try_get("playbook")?,
+        project_sha256: row.try_get("project_sha256")?,
+        inventory: row.try_get("inventory")?,
+        extra_vars: row.try_get("extra_vars")?,
+        limit: row.try_get("limit_hosts")?,
+        forks: row.try_get("forks")?,
+        verbosity: row.try_get("verbosity")?,
+        requested_node: row.try_get("requested_node")?,
+        controller_node: row.try_get("controller_node")?,
+        execution_node: row.try_get("execution_node")?,
+        execution_route: row.try_get("execution_route")?,
+        work_unit_id: row.try_get("work_unit_id")?,
+        result_offset: row.try_get("result_offset")?,
+        job_explanation: row.try_get("job_explanation")?,
+        result_traceback: row.try_get("result_traceback")?,
+        rc: row.try_get("rc")?,
+        created: row.try_get("created")?,
+        started: row.try_get("started")?,
+        finished: row.try_get("finished")?,
+    })
+}
+
+impl Store {
+    /// Stores a new `pending` job.
+    pub async fn create_job(&self, new: &NewJob) -> Result<Job, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO jobs (name, status, playbook, project_sha256, inventory, extra_vars, \
+             limit_hosts, forks, verbosity, requested_node, created) \
+             VALUES ($1, 'pending', $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *",
+        )
+        .bind(&new.name)
+        .bind(&new.playbook)
+        .bind(&new.project_sha256)
+        .bind(&new.inventory)
+        .bind(&new.extra_vars)
+        .bind(&new.limit)
+        .bind(new.forks)
+        .bind(new.verbosity)
+        .bind(&new.requested_node)
+        .bind(now())
+        .fetch_one(&self.pool)
+        .await?;
+        job_from_row(&row)
+    }
+
+    /// One job.
+    pub async fn job(&self, id: i64) -> Result<Option<Job>, StoreError> {
+        let row = sqlx::query("SELECT * FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
+    /// A page of jobs, newest first, optionally only those with `status`.
+    pub async fn list_jobs(
+        &self,
+        status: Option<JobStatus>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Page<Job>, StoreError> {
+        let status = status.map(JobStatus::as_str);
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE ($1 IS NULL OR status = $1)")
+                .bind(status)
+                .fetch_one(&self.pool)
+                .await?;
+        let rows = sqlx::query(
+            "SELECT * FROM jobs WHERE ($1 IS NULL OR status = $1) ORDER BY id DESC LIMIT $2 OFFSET $3",
+        )
+        .bind(status)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?;
+        let results = rows.iter().map(job_from_row).collect::<Result<_, _>>()?;
+        Ok(Page { count, results })
+    }
+
+    /// Jobs in any of `statuses`, oldest first.
+    pub async fn jobs_in(&self, statuses: &[JobStatus]) -> Result<Vec<Job>, StoreError> {
+        let names: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+        let list = serde_json::to_string(&names).unwrap_or_else(|_| "[]".into());
+        let rows = sqlx::query(
+            "SELECT * FROM jobs WHERE status IN (SELECT value FROM json_each($1)) ORDER BY id",
+        )
+        .bind(list)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    /// Moves a job from one of `from` to `to`, setting the given fields. Returns false (and
+    /// changes nothing) when the job is not in one of `from`. Final statuses stamp `finished`.
+    pub async fn transition(
+        &self,
+        id: i64,
+        from: &[JobStatus],
+        to: JobStatus,
+        change: &StatusChange<'_>,
+    ) -> Result<bool, StoreError> {
+        let names: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+        let from_list = serde_json::to_string(&names).unwrap_or_else(|_| "[]".into());
+        let stamp = now();
+        let done = sqlx::query(
+            "UPDATE jobs SET status = $1, \
+               controller_node = COALESCE($2, controller_node), \
+               execution_node = COALESCE($3, execution_node), \
+               execution_route = COALESCE($4, execution_route), \
+               job_explanation = COALESCE($5, job_explanation), \
+               result_traceback = COALESCE($6, result_traceback), \
+               rc = COALESCE($7, rc), \
+               started = CASE WHEN $8 THEN COALESCE(started, $9) ELSE started END, \
+               finished = CASE WHEN $10 THEN $9 ELSE finished END \
+             WHERE id = $11 AND status IN (SELECT value FROM json_each($12))",
+        )
+        .bind(to.as_str())
+        .bind(change.controller_node)
+        .bind(change.execution_node)
+        .bind(change.execution_route)
+        .bind(change.job_explanation)
+        .bind(change.result_traceback)
+        .bind(change.rc)
+        .bind(change.stamp_started)
+        .bind(&stamp)
+        .bind(to.is_final())
+        .bind(id)
+        .bind(from_list)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records receptor's unit id for a job that is being submitted.
+    pub async fn set_work_unit(&self, id: i64, unit_id: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE jobs SET work_unit_id = $1 WHERE id = $2")
+            .bind(unit_id)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Stores events (each at most once per counter) and the output offset they were parsed up
+    /// to, in one transaction.
+    pub async fn record_events(
+        &self,
+        id: i64,
+        events: &[EventRow],
+        offset: u64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for e in events {
+            sqlx::query(
+                "INSERT INTO job_events (job_id, counter, uuid, event, start_line, end_line, \
+                 stdout, created, data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 ON CONFLICT (job_id, counter) DO NOTHING",
+            )
+            .bind(id)
+            .bind(e.counter)
+            .bind(&e.uuid)
+            .bind(&e.event)
+            .bind(e.start_line)
+            .bind(e.end_line)
+            .bind(&e.stdout)
+            .bind(&e.created)
+            .bind(&e.data)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("UPDATE jobs SET result_offset = $1 WHERE id = $2")
+            .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Events of a job with counter greater than `after`, in counter order.
+    pub async fn events(
+        &self,
+        id: i64,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<EventRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT counter, uuid, event, start_line, end_line, stdout, created, data \
+             FROM job_events WHERE job_id = $1 AND counter > $2 ORDER BY counter LIMIT $3",
+        )
+        .bind(id)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(EventRow {
+                    counter: r.try_get("counter")?,
+                    uuid: r.try_get("uuid")?,
+                    event: r.try_get("event")?,
+                    start_line: r.try_get("start_line")?,
+                    end_line: r.try_get("end_line")?,
+                    stdout: r.try_get("stdout")?,
+                    created: r.try_get("created")?,
+                    data: r.try_get("data")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Number of events stored for a job.
+    pub async fn event_count(&self, id: i64) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM job_events WHERE job_id = $1")
+                .bind(id)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// The job's stdout: its events' text in counter order, one event per line.
+    pub async fn stdout(&self, id: i64) -> Result<String, StoreError> {
+        let parts: Vec<String> = sqlx::query_scalar(
+            "SELECT stdout FROM job_events WHERE job_id = $1 AND stdout != '' ORDER BY counter",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = parts.join("\n");
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# `make demo`: a real 4-node receptor mesh in a temporary folder —
+#   control (coordinator + receptor, listening) <- hop (dials control, listens) <- exec1, exec2
+# — runs packaging/demo/project/hello.yml on an execution node, prints where and how it ran,
+# and stops exactly the processes it started.
+set -euo pipefail
+started=$(date +%s.%N)
+root=$(cd "$(dirname "$0")/../.." && pwd)
+bin=$root/target/debug
+receptor=${MESHRUN_RECEPTOR:?set MESHRUN_RECEPTOR to the receptor binary (make demo does)}
+venv=${MESHRUN_VENV:?set MESHRUN_VENV to the ansible-runner venv (make demo does)}
+target_node=${MESHRUN_DEMO_NODE:-exec1}
+work=$(mktemp -d /tmp/meshrun-demo.XXXXXX)
+pids=()
+
+cleanup() {
+  local pid
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [ -n "${MESHRUN_DEMO_KEEP:-}" ]; then echo "demo files kept in $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# node NAME TYPE [meshrun-agent config args...]: writes the node's configs and starts its receptor.
+node() {
+  local name=$1 type=$2
+  shift 2
+  local dir=$work/$name
+  mkdir -p "$dir"
+  chmod 700 "$dir"
+  cat > "$dir/agent.toml" <<TOML
+node_id = "$name"
+log_file = "$dir/agent.log"
+state_dir = "$dir/agent-state"
+
+[worker]
+ansible_runner = "$venv/bin/ansible-runner"
+TOML
+  "$bin/meshrun-agent" config --node-type "$type" --id "$name" \
+    --data-dir "$dir/receptor-data" --socket "$dir/receptor.sock" \
+    --worker-command "$bin/meshrun-agent" --agent-config "$dir/agent.toml" "$@" > "$dir/receptor.conf"
+  "$receptor" -c "$dir/receptor.conf" > "$dir/receptor.log" 2>&1 &
+  pids+=($!)
+  echo "started $type node $name (receptor pid $!)"
+}
+
+# routable NODES...: true once the control node's receptor has a route to every one of them.
+routable() {
+  python3 - "$work/control/receptor.sock" "$@" <<'PY'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(2)
+s.connect(sys.argv[1])
+f = s.makefile("rw")
+f.readline()
+f.write("status\n")
+f.flush()
+table = json.loads(f.readline())["RoutingTable"] or {}
+sys.exit(0 if all(n in table for n in sys.argv[2:]) else 1)
+PY
+}
+
+control_port=$(free_port)
+hop_port=$(free_port)
+api_port=$(free_port)
+node control control --listen "$control_port" --bind 127.0.0.1
+node hop hop --listen "$hop_port" --bind 127.0.0.1 --peer "127.0.0.1:$control_port"
+node exec1 execution --peer "127.0.0.1:$hop_port"
+node exec2 execution --peer "127.0.0.1:$hop_port"
+
+cat > "$work/control/coordinator.toml" <<TOML
+api_listen = "127.0.0.1:$api_port"
+database = "$work/control/meshrun.db"
+data_dir = "$work/control/coordinator"
+receptor_socket = "$work/control/receptor.sock"
+TOML
+"$bin/meshrun-coordinator" serve --config "$work/control/coordinator.toml" > "$work/control/coordinator.log" 2>&1 &
+pids+=($!)
+echo "started meshrun-coordinator (pid $!, API http://127.0.0.1:$api_port)"
+
+for _ in $(seq 1 150); do
+  if routable hop exec1 exec2 2>/dev/null && curl -fsS "http://127.0.0.1:$api_port/api/v2/ping/" > /dev/null 2>&1; then
+    break
+  fi
+  sleep 0.2
+done
+routable hop exec1 exec2 || { echo "the mesh did not come up; logs in $work" >&2; MESHRUN_DEMO_KEEP=1; exit 1; }
+echo "mesh up: control <- hop <- exec1, exec2 (all routable from control)"
+echo
+
+set +e
+MESHRUN_URL="http://127.0.0.1:$api_port" "$bin/meshrun" job run "$root/packaging/demo/project" hello.yml \
+  -i "$root/packaging/demo/inventory.ini" --node "$target_node" --follow
+rc=$?
+set -e
+echo
+echo "demo finished in $(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$started" "$(date +%s.%N)") s (job exit code $rc)"
+exit $rc

@@ -1,0 +1,63 @@
+//! Where the things under test are.
+
+use std::path::PathBuf;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// `target/debug` (or whichever profile built the test binary).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test>-<hash>
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .expect("test binary lives in target/<profile>/deps")
+        .to_path_buf()
+}
+
+/// A workspace binary; panics with the command to run when it has not been built.
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.is_file(),
+        "{} is missing: run `cargo build --workspace` (make test does) before the integration tests",
+        p.display()
+    );
+    p
+}
+
+/// The real receptor binary (absolute path).
+pub fn receptor() -> PathBuf {
+    let p = std::env::var_os("MESHRUN_RECEPTOR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".tools/bin/receptor"));
+    assert!(
+        p.is_file(),
+        "receptor not found at {}: run `make receptor` or set MESHRUN_RECEPTOR",
+        p.display()
+    );
+    std::fs::canonicalize(&p).expect("canonical receptor path")
+}
+
+/// The venv holding the pinned ansible-runner and ansible-core.
+pub fn venv() -> PathBuf {
+    let p = std::env::var_os("MESHRUN_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv"));
+    assert!(
+        p.join("bin/ansible-runner").is_file(),
+        "no ansible-runner in {}: run `make venv` or set MESHRUN_VENV",
+        p.display()
+    );
+    p
+}
+
+/// The venv's `ansible-runner`.
+pub fn ansible_runner() -> PathBuf {
+    venv().join("bin/ansible-runner")
+}

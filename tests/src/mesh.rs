@@ -1,0 +1,306 @@
+//! Real receptor meshes on loopback, configured by `meshrun-agent config`, with an optional
+//! coordinator on the control node.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use meshrun_shared::control_socket::{ControlClient, Status, UnitStatus};
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::env;
+use crate::procs::Proc;
+use crate::wait::eventually;
+
+/// A free TCP port on loopback (bound then released; fine for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// One node to start.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    /// Node id.
+    pub name: String,
+    /// control, hybrid, execution or hop.
+    pub node_type: String,
+    /// Whether it listens for nodes that dial in.
+    pub listen: bool,
+    /// Names of nodes it dials (they must listen and come earlier).
+    pub peers: Vec<String>,
+}
+
+impl NodeSpec {
+    /// A node of `node_type`.
+    pub fn new(name: &str, node_type: &str) -> Self {
+        NodeSpec {
+            name: name.into(),
+            node_type: node_type.into(),
+            listen: false,
+            peers: Vec::new(),
+        }
+    }
+
+    /// It listens.
+    pub fn listening(mut self) -> Self {
+        self.listen = true;
+        self
+    }
+
+    /// It dials `peer`.
+    pub fn dialing(mut self, peer: &str) -> Self {
+        self.peers.push(peer.into());
+        self
+    }
+}
+
+/// A running node.
+#[derive(Debug)]
+pub struct Node {
+    /// Its id.
+    pub name: String,
+    /// Its folder (configs, logs, receptor data).
+    pub dir: PathBuf,
+    /// Its control socket.
+    pub socket: PathBuf,
+    /// Its listener port, if any.
+    pub port: Option<u16>,
+    /// Its receptor process.
+    pub receptor: Proc,
+}
+
+/// A mesh of nodes and maybe a coordinator; everything stops when it is dropped.
+pub struct Mesh {
+    /// Nodes by name.
+    pub nodes: BTreeMap<String, Node>,
+    coordinator: Option<Proc>,
+    api: Option<String>,
+    dir: TempDir,
+}
+
+impl Mesh {
+    /// The demo topology: control (listens) ← hop (listens, dials control) ← exec1, exec2.
+    /// The coordinator runs on the control node.
+    pub fn demo() -> Mesh {
+        let mut mesh = Mesh::start(&[
+            NodeSpec::new("control", "control").listening(),
+            NodeSpec::new("hop", "hop").listening().dialing("control"),
+            NodeSpec::new("exec1", "execution").dialing("hop"),
+            NodeSpec::new("exec2", "execution").dialing("hop"),
+        ]);
+        mesh.wait_routable("control", &["hop", "exec1", "exec2"]);
+        mesh.start_coordinator("control");
+        mesh
+    }
+
+    /// Starts receptors for `specs`, in order.
+    pub fn start(specs: &[NodeSpec]) -> Mesh {
+        let dir = tempfile::Builder::new()
+            .prefix("meshrun-it.")
+            .tempdir()
+            .expect("temp dir");
+        let mut mesh = Mesh {
+            nodes: BTreeMap::new(),
+            coordinator: None,
+            api: None,
+            dir,
+        };
+        for spec in specs {
+            mesh.start_node(spec);
+        }
+        mesh
+    }
+
+    /// The mesh's folder.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn start_node(&mut self, spec: &NodeSpec) {
+        let dir = self.dir.path().join(&spec.name);
+        std::fs::create_dir_all(&dir).expect("node dir");
+        let agent_toml = dir.join("agent.toml");
+        std::fs::write(
+            &agent_toml,
+            format!(
+                "node_id = \"{name}\"\nlog_file = \"{dir}/agent.log\"\nstate_dir = \"{dir}/agent-state\"\n\n\
+                 [worker]\nansible_runner = \"{runner}\"\n",
+                name = spec.name,
+                dir = dir.display(),
+                runner = env::ansible_runner().display()
+            ),
+        )
+        .expect("agent.toml");
+        let socket = dir.join("receptor.sock");
+        let agent = env::bin("meshrun-agent");
+        let mut cmd = Command::new(&agent);
+        cmd.args(["config", "--node-type", &spec.node_type, "--id", &spec.name])
+            .arg("--data-dir")
+            .arg(dir.join("receptor-data"))
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--worker-command")
+            .arg(&agent)
+            .arg("--agent-config")
+            .arg(&agent_toml);
+        let port = spec.listen.then(free_port);
+        if let Some(p) = port {
+            cmd.args(["--listen", &p.to_string(), "--bind", "127.0.0.1"]);
+        }
+        for peer in &spec.peers {
+            let p = self.nodes[peer].port.expect("peers must listen");
+            cmd.args(["--peer", &format!("127.0.0.1:{p}")]);
+        }
+        let out = cmd.output().expect("meshrun-agent config");
+        assert!(
+            out.status.success(),
+            "meshrun-agent config failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let conf = dir.join("receptor.conf");
+        std::fs::write(&conf, &out.stdout).expect("receptor.conf");
+        let receptor = Proc::spawn(
+            &format!("receptor {}", spec.name),
+            Command::new(env::receptor()).arg("-c").arg(&conf),
+            &dir.join("receptor.log"),
+        );
+        let node = Node {
+            name: spec.name.clone(),
+            dir,
+            socket: socket.clone(),
+            port,
+            receptor,
+        };
+        eventually(
+            &format!("{}'s control socket", spec.name),
+            Duration::from_secs(15),
+            || block_on(ControlClient::connect_unix(&socket)).ok(),
+        );
+        self.nodes.insert(spec.name.clone(), node);
+    }
+
+    /// Starts meshrun-coordinator on `node` and waits for its API.
+    pub fn start_coordinator(&mut self, node: &str) {
+        let dir = self.nodes[node].dir.clone();
+        let port = free_port();
+        let config = dir.join("coordinator.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "api_listen = \"127.0.0.1:{port}\"\ndatabase = \"{d}/meshrun.db\"\n\
+                 data_dir = \"{d}/coordinator\"\nreceptor_socket = \"{s}\"\n",
+                d = dir.display(),
+                s = self.nodes[node].socket.display()
+            ),
+        )
+        .expect("coordinator.toml");
+        let mut cmd = Command::new(env::bin("meshrun-coordinator"));
+        cmd.arg("serve").arg("--config").arg(&config);
+        self.coordinator = Some(Proc::spawn(
+            "meshrun-coordinator",
+            &mut cmd,
+            &dir.join("coordinator.log"),
+        ));
+        let api = format!("http://127.0.0.1:{port}");
+        eventually("the coordinator's API", Duration::from_secs(30), || {
+            reqwest::blocking::get(format!("{api}/api/v2/ping/"))
+                .ok()
+                .filter(|r| r.status().is_success())
+        });
+        self.api = Some(api);
+    }
+
+    /// The coordinator's API base URL.
+    pub fn api(&self) -> &str {
+        self.api.as_deref().expect("coordinator not started")
+    }
+
+    /// GET a JSON document from the API.
+    pub fn get(&self, path: &str) -> Value {
+        reqwest::blocking::get(format!("{}{path}", self.api()))
+            .and_then(|r| r.json())
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    /// Runs the `meshrun` CLI against this mesh's coordinator.
+    pub fn meshrun(&self, args: &[&str]) -> Output {
+        Command::new(env::bin("meshrun"))
+            .args(args)
+            .env("MESHRUN_URL", self.api())
+            .output()
+            .expect("meshrun")
+    }
+
+    /// `status` of `node`'s receptor.
+    pub fn status(&self, node: &str) -> Status {
+        block_on(async {
+            let mut c = ControlClient::connect_unix(&self.nodes[node].socket).await?;
+            c.status().await
+        })
+        .unwrap_or_else(|e| panic!("status of {node}: {e}"))
+    }
+
+    /// `work list` of `node`'s receptor.
+    pub fn work_list(&self, node: &str) -> BTreeMap<String, UnitStatus> {
+        block_on(async {
+            let mut c = ControlClient::connect_unix(&self.nodes[node].socket).await?;
+            c.work_list().await
+        })
+        .unwrap_or_else(|e| panic!("work list of {node}: {e}"))
+    }
+
+    /// Waits until `from` has a route to every one of `nodes`.
+    pub fn wait_routable(&self, from: &str, nodes: &[&str]) {
+        eventually(
+            &format!("{from} to route to {nodes:?}"),
+            Duration::from_secs(30),
+            || {
+                let st = self.status(from);
+                nodes
+                    .iter()
+                    .all(|n| st.routing_table.contains_key(*n))
+                    .then_some(())
+            },
+        );
+    }
+
+    /// The coordinator's log so far (for failure messages).
+    pub fn coordinator_log(&self) -> String {
+        self.nodes
+            .values()
+            .map(|n| n.dir.join("coordinator.log"))
+            .filter_map(|p| std::fs::read_to_string(p).ok())
+            .collect()
+    }
+}
+
+impl Drop for Mesh {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.coordinator.take() {
+            c.stop(Duration::from_secs(5));
+        }
+        // Nodes are stopped in reverse order of start by dropping them.
+        while let Some((_, mut node)) = self.nodes.pop_last() {
+            node.receptor.stop(Duration::from_secs(5));
+        }
+        if std::env::var_os("MESHRUN_KEEP_TEST_DIRS").is_some() {
+            let kept = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+            eprintln!("kept test dir {}", kept.keep().display());
+        }
+    }
+}
+
+/// Runs a future on a fresh current-thread runtime (the harness itself is synchronous).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}

@@ -1,0 +1,195 @@
+//! Jobs through a real 4-node receptor mesh (control ← hop ← exec1, exec2), submitted by the
+//! real coordinator and run by meshrun-agent with the real ansible-runner.
+
+use std::time::Duration;
+
+use meshrun_tests::env;
+use meshrun_tests::mesh::Mesh;
+use meshrun_tests::wait::eventually;
+use serde_json::Value;
+
+fn demo_project() -> String {
+    env::repo_root()
+        .join("packaging/demo/project")
+        .display()
+        .to_string()
+}
+
+fn demo_inventory() -> String {
+    env::repo_root()
+        .join("packaging/demo/inventory.ini")
+        .display()
+        .to_string()
+}
+
+fn describe(mesh: &Mesh, out: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}\n--- coordinator log\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        mesh.coordinator_log()
+    )
+}
+
+fn all_events(mesh: &Mesh, id: i64) -> Vec<Value> {
+    let page = mesh.get(&format!("/api/v2/jobs/{id}/job_events/?page_size=200"));
+    page["results"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn a_job_runs_through_the_hop_and_reports_where_it_ran() {
+    let mesh = Mesh::demo();
+    let out = mesh.meshrun(&[
+        "job",
+        "run",
+        &demo_project(),
+        "hello.yml",
+        "-i",
+        &demo_inventory(),
+        "--node",
+        "exec2",
+        "--follow",
+    ]);
+    assert!(out.status.success(), "{}", describe(&mesh, &out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // The playbook prints MESHRUN_NODE_ID from inside the job.
+    assert!(
+        stdout.contains("hello from execution node exec2"),
+        "{}",
+        describe(&mesh, &out)
+    );
+
+    let job = mesh.get("/api/v2/jobs/1/");
+    assert_eq!(job["status"], "successful", "{job:#}");
+    assert_eq!(job["controller_node"], "control");
+    assert_eq!(job["execution_node"], "exec2");
+    assert_eq!(job["execution_route"], "control -> hop -> exec2");
+    assert_eq!(job["rc"], 0);
+    assert!(job["work_unit_id"].as_str().is_some_and(|u| !u.is_empty()));
+
+    let events = all_events(&mesh, 1);
+    let counters: Vec<i64> = events
+        .iter()
+        .filter_map(|e| e["counter"].as_i64())
+        .collect();
+    assert!(counters.len() >= 8, "too few events: {counters:?}");
+    assert_eq!(
+        counters,
+        (1..=counters.len() as i64).collect::<Vec<_>>(),
+        "every event exactly once, in order"
+    );
+    assert!(events.iter().any(|e| e["event"] == "playbook_on_stats"));
+
+    let text = reqwest::blocking::get(format!("{}/api/v2/jobs/1/stdout/?format=txt", mesh.api()))
+        .and_then(|r| r.text())
+        .expect("stdout");
+    assert!(text.contains("hello from execution node exec2"), "{text}");
+
+    // The unit is released on both ends.
+    eventually("units to be released", Duration::from_secs(20), || {
+        (mesh.work_list("control").is_empty() && mesh.work_list("exec2").is_empty()).then_some(())
+    });
+}
+
+#[test]
+fn a_failing_playbook_ends_failed_with_its_output() {
+    let mesh = Mesh::demo();
+    let project = mesh.dir().join("failing-project");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(
+        project.join("fail.yml"),
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: this fails\n      ansible.builtin.command: /bin/false\n",
+    )
+    .unwrap();
+    let out = mesh.meshrun(&[
+        "job",
+        "run",
+        &project.display().to_string(),
+        "fail.yml",
+        "-i",
+        &demo_inventory(),
+        "--node",
+        "exec1",
+        "--follow",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&mesh, &out));
+    let job = mesh.get("/api/v2/jobs/1/");
+    assert_eq!(job["status"], "failed", "{job:#}");
+    assert_eq!(job["execution_node"], "exec1");
+    assert_eq!(job["rc"], 2);
+    let events = all_events(&mesh, 1);
+    assert!(
+        events.iter().any(|e| e["event"] == "runner_on_failed"),
+        "the failed task's event came back: {events:#?}"
+    );
+}
+
+#[test]
+fn a_missing_execution_node_gives_a_clear_error() {
+    let mesh = Mesh::demo();
+    let out = mesh.meshrun(&[
+        "job",
+        "run",
+        &demo_project(),
+        "hello.yml",
+        "-i",
+        &demo_inventory(),
+        "--node",
+        "exec9",
+        "--follow",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&mesh, &out));
+    let job = mesh.get("/api/v2/jobs/1/");
+    assert_eq!(job["status"], "error", "{job:#}");
+    let explanation = job["job_explanation"].as_str().unwrap_or_default();
+    assert!(
+        explanation.contains("Instance exec9 is not in the receptor mesh")
+            && explanation.contains("exec1, exec2, hop"),
+        "{explanation}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Instance exec9 is not in the receptor mesh")
+    );
+    // Nothing was submitted anywhere.
+    assert!(job["work_unit_id"].is_null(), "{job:#}");
+    assert!(mesh.work_list("control").is_empty());
+}
+
+#[test]
+fn bad_job_requests_are_refused_with_a_message() {
+    let mesh = Mesh::demo();
+    let bad_node = mesh.meshrun(&[
+        "job",
+        "run",
+        &demo_project(),
+        "hello.yml",
+        "-i",
+        &demo_inventory(),
+        "--node",
+        "bad node",
+    ]);
+    assert!(!bad_node.status.success());
+    let err = String::from_utf8_lossy(&bad_node.stderr);
+    assert!(
+        err.contains("400") && err.contains("execution_node"),
+        "{err}"
+    );
+    let missing = mesh.meshrun(&[
+        "job",
+        "run",
+        &demo_project(),
+        "nope.yml",
+        "-i",
+        &demo_inventory(),
+        "--node",
+        "exec1",
+    ]);
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        err.contains("\"nope.yml\" is not a file of the project archive"),
+        "{err}"
+    );
+    let jobs = mesh.get("/api/v2/jobs/");
+    assert_eq!(jobs["count"], 0, "refused jobs are not stored: {jobs:#}");
+}
