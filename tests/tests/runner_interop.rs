@@ -26,6 +26,7 @@ fn private_data_dir(root: &Path, name: &str, playbook: &str) -> PathBuf {
 
 fn run(cmd: &mut Command, stdin: &[u8]) -> Output {
     let mut child = cmd
+        .env("PATH", env::venv_path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -232,6 +233,7 @@ fn our_process_writes_the_same_artifacts_as_the_real_process() {
         "meshrun process",
     );
     let (a, b) = (tree(&real.join("artifacts")), tree(&ours.join("artifacts")));
+    assert_eq!(a.get("status").map(Vec::as_slice), Some(&b"successful"[..]), "the job really ran");
     assert_eq!(
         a.keys().collect::<Vec<_>>(),
         b.keys().collect::<Vec<_>>(),
@@ -379,7 +381,7 @@ fn a_worker_killed_mid_run_still_yields_a_well_formed_error_ending() {
     let pdd = private_data_dir(
         tmp.path(),
         "slow.yml",
-        "- hosts: all\n  gather_facts: false\n  tasks:\n    - ansible.builtin.debug: {msg: started}\n    - ansible.builtin.command: sleep 60\n",
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - ansible.builtin.debug: {msg: started}\n    - name: long sleep\n      ansible.builtin.command: sleep 60\n",
     );
     let stream_file = tmp.path().join("stream");
     std::fs::write(&stream_file, meshrun_transmit(&pdd, "slow.yml")).unwrap();
@@ -397,7 +399,7 @@ fn a_worker_killed_mid_run_still_yields_a_well_formed_error_ending() {
         .unwrap();
     eventually("the sleep task to start", Duration::from_secs(60), || {
         let text = std::fs::read_to_string(&out_file).unwrap_or_default();
-        text.contains("sleep 60").then_some(())
+        text.contains("TASK [long sleep]").then_some(())
     });
     let worker_tree = descendants(agent.id());
     let runner = *worker_tree.first().expect("the agent has a worker child");

@@ -4,7 +4,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -159,22 +159,23 @@ pub async fn create(
 #[derive(Debug, Deserialize)]
 pub struct ListQuery {
     status: Option<String>,
-    #[serde(flatten)]
-    page: PageQuery,
+    page: Option<i64>,
+    page_size: Option<i64>,
 }
 
 /// `GET /api/v2/jobs/`.
 pub async fn list(
     State(state): State<AppState>,
-    Query(q): Query<ListQuery>,
+    q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Paged<Value>>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let status = q
         .status
         .as_deref()
         .map(str::parse::<JobStatus>)
         .transpose()
         .map_err(ApiError::bad_request)?;
-    let (limit, offset, page, size) = q.page.resolve()?;
+    let (limit, offset, page, size) = PageQuery { page: q.page, page_size: q.page_size }.resolve()?;
     let rows = state.store.list_jobs(status, limit, offset).await?;
     let extra = q.status.map(|s| format!("&status={s}")).unwrap_or_default();
     let results = rows.results.iter().map(job_json).collect();
@@ -223,18 +224,19 @@ fn event_json(e: &EventRow) -> Value {
 pub struct EventsQuery {
     #[serde(rename = "counter__gt")]
     counter_gt: Option<i64>,
-    #[serde(flatten)]
-    page: PageQuery,
+    page: Option<i64>,
+    page_size: Option<i64>,
 }
 
 /// `GET /api/v2/jobs/{id}/job_events/`.
 pub async fn events(
     State(state): State<AppState>,
     Path(id): Path<i64>,
-    Query(q): Query<EventsQuery>,
+    q: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<Json<Paged<Value>>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     load(&state, id).await?;
-    let (limit, offset, page, size) = q.page.resolve()?;
+    let (limit, offset, page, size) = PageQuery { page: q.page, page_size: q.page_size }.resolve()?;
     let after = q.counter_gt.unwrap_or(0);
     let count = state.store.event_count(id).await?;
     let rows = state.store.events(id, after + offset, limit).await?;
@@ -259,8 +261,9 @@ pub struct StdoutQuery {
 pub async fn stdout(
     State(state): State<AppState>,
     Path(id): Path<i64>,
-    Query(q): Query<StdoutQuery>,
+    q: Result<Query<StdoutQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     load(&state, id).await?;
     let text = state.store.stdout(id).await?;
     match q.format.as_deref().unwrap_or("txt") {
@@ -360,8 +363,9 @@ fn status_event(job: &Job) -> Event {
 pub async fn stream(
     State(state): State<AppState>,
     Path(id): Path<i64>,
-    Query(q): Query<StreamQuery>,
+    q: Result<Query<StreamQuery>, QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     load(&state, id).await?;
     let follow = Follow {
         rx: state.bus.subscribe(),

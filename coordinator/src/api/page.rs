@@ -7,7 +7,8 @@ use super::ApiError;
 /// Largest `page_size` accepted.
 pub const MAX_PAGE_SIZE: i64 = 200;
 
-/// `?page=&page_size=`.
+/// `?page=&page_size=`. Query structs repeat these two fields rather than flattening this one:
+/// serde's `flatten` turns every query value into a string.
 #[derive(Debug, Deserialize)]
 pub struct PageQuery {
     /// 1-based page number.
