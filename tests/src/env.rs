@@ -65,6 +65,8 @@ pub fn ansible_runner() -> PathBuf {
 /// `PATH` with the venv's `bin/` first, as the agent sets it for its worker.
 pub fn venv_path() -> std::ffi::OsString {
     let mut dirs = vec![venv().join("bin")];
-    dirs.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
+    dirs.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
     std::env::join_paths(dirs).expect("PATH")
 }

@@ -32,6 +32,24 @@ fn describe(mesh: &Mesh, out: &std::process::Output) -> String {
     )
 }
 
+/// `meshrun job run <project> <playbook> -i <demo inventory> --node <node> [--follow]`.
+fn job_run(
+    mesh: &Mesh,
+    project: &str,
+    playbook: &str,
+    node: &str,
+    follow: bool,
+) -> std::process::Output {
+    let inventory = demo_inventory();
+    let mut args = vec![
+        "job", "run", project, playbook, "-i", &inventory, "--node", node,
+    ];
+    if follow {
+        args.push("--follow");
+    }
+    mesh.meshrun(&args)
+}
+
 fn all_events(mesh: &Mesh, id: i64) -> Vec<Value> {
     let page = mesh.get(&format!("/api/v2/jobs/{id}/job_events/?page_size=200"));
     page["results"].as_array().cloned().unwrap_or_default()
@@ -40,17 +58,7 @@ fn all_events(mesh: &Mesh, id: i64) -> Vec<Value> {
 #[test]
 fn a_job_runs_through_the_hop_and_reports_where_it_ran() {
     let mesh = Mesh::demo();
-    let out = mesh.meshrun(&[
-        "job",
-        "run",
-        &demo_project(),
-        "hello.yml",
-        "-i",
-        &demo_inventory(),
-        "--node",
-        "exec2",
-        "--follow",
-    ]);
+    let out = job_run(&mesh, &demo_project(), "hello.yml", "exec2", true);
     assert!(out.status.success(), "{}", describe(&mesh, &out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     // The playbook prints MESHRUN_NODE_ID from inside the job.
@@ -102,17 +110,13 @@ fn a_failing_playbook_ends_failed_with_its_output() {
         "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: this fails\n      ansible.builtin.command: /bin/false\n",
     )
     .unwrap();
-    let out = mesh.meshrun(&[
-        "job",
-        "run",
+    let out = job_run(
+        &mesh,
         &project.display().to_string(),
         "fail.yml",
-        "-i",
-        &demo_inventory(),
-        "--node",
         "exec1",
-        "--follow",
-    ]);
+        true,
+    );
     assert_eq!(out.status.code(), Some(1), "{}", describe(&mesh, &out));
     let job = mesh.get("/api/v2/jobs/1/");
     assert_eq!(job["status"], "failed", "{job:#}");
@@ -128,17 +132,7 @@ fn a_failing_playbook_ends_failed_with_its_output() {
 #[test]
 fn a_missing_execution_node_gives_a_clear_error() {
     let mesh = Mesh::demo();
-    let out = mesh.meshrun(&[
-        "job",
-        "run",
-        &demo_project(),
-        "hello.yml",
-        "-i",
-        &demo_inventory(),
-        "--node",
-        "exec9",
-        "--follow",
-    ]);
+    let out = job_run(&mesh, &demo_project(), "hello.yml", "exec9", true);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&mesh, &out));
     let job = mesh.get("/api/v2/jobs/1/");
     assert_eq!(job["status"], "error", "{job:#}");
@@ -159,32 +153,14 @@ fn a_missing_execution_node_gives_a_clear_error() {
 #[test]
 fn bad_job_requests_are_refused_with_a_message() {
     let mesh = Mesh::demo();
-    let bad_node = mesh.meshrun(&[
-        "job",
-        "run",
-        &demo_project(),
-        "hello.yml",
-        "-i",
-        &demo_inventory(),
-        "--node",
-        "bad node",
-    ]);
+    let bad_node = job_run(&mesh, &demo_project(), "hello.yml", "bad node", false);
     assert!(!bad_node.status.success());
     let err = String::from_utf8_lossy(&bad_node.stderr);
     assert!(
         err.contains("400") && err.contains("execution_node"),
         "{err}"
     );
-    let missing = mesh.meshrun(&[
-        "job",
-        "run",
-        &demo_project(),
-        "nope.yml",
-        "-i",
-        &demo_inventory(),
-        "--node",
-        "exec1",
-    ]);
+    let missing = job_run(&mesh, &demo_project(), "nope.yml", "exec1", false);
     let err = String::from_utf8_lossy(&missing.stderr);
     assert!(
         err.contains("\"nope.yml\" is not a file of the project archive"),

@@ -233,7 +233,11 @@ fn our_process_writes_the_same_artifacts_as_the_real_process() {
         "meshrun process",
     );
     let (a, b) = (tree(&real.join("artifacts")), tree(&ours.join("artifacts")));
-    assert_eq!(a.get("status").map(Vec::as_slice), Some(&b"successful"[..]), "the job really ran");
+    assert_eq!(
+        a.get("status").map(Vec::as_slice),
+        Some(&b"successful"[..]),
+        "the job really ran"
+    );
     assert_eq!(
         a.keys().collect::<Vec<_>>(),
         b.keys().collect::<Vec<_>>(),

@@ -175,7 +175,11 @@ pub async fn list(
         .map(str::parse::<JobStatus>)
         .transpose()
         .map_err(ApiError::bad_request)?;
-    let (limit, offset, page, size) = PageQuery { page: q.page, page_size: q.page_size }.resolve()?;
+    let (limit, offset, page, size) = PageQuery {
+        page: q.page,
+        page_size: q.page_size,
+    }
+    .resolve()?;
     let rows = state.store.list_jobs(status, limit, offset).await?;
     let extra = q.status.map(|s| format!("&status={s}")).unwrap_or_default();
     let results = rows.results.iter().map(job_json).collect();
@@ -236,7 +240,11 @@ pub async fn events(
 ) -> Result<Json<Paged<Value>>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     load(&state, id).await?;
-    let (limit, offset, page, size) = PageQuery { page: q.page, page_size: q.page_size }.resolve()?;
+    let (limit, offset, page, size) = PageQuery {
+        page: q.page,
+        page_size: q.page_size,
+    }
+    .resolve()?;
     let after = q.counter_gt.unwrap_or(0);
     let count = state.store.event_count(id).await?;
     let rows = state.store.events(id, after + offset, limit).await?;
