@@ -9,6 +9,7 @@
 //! - [`logging`]: tracing set-up; in worker mode nothing may reach stderr, because receptor
 //!   merges a work-command's stderr into the unit's stdout.
 
+pub mod byte_size;
 pub mod cli;
 pub mod config_cmd;
 pub mod logging;

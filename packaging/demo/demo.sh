@@ -39,6 +39,7 @@ log_file = "$dir/agent.log"
 state_dir = "$dir/agent-state"
 
 [worker]
+mode = "host"
 ansible_runner = "$venv/bin/ansible-runner"
 TOML
   "$bin/meshrun-agent" config --node-type "$type" --id "$name" \

@@ -130,7 +130,7 @@ impl Mesh {
             &agent_toml,
             format!(
                 "node_id = \"{name}\"\nlog_file = \"{dir}/agent.log\"\nstate_dir = \"{dir}/agent-state\"\n\n\
-                 [worker]\nansible_runner = \"{runner}\"\n",
+                 [worker]\nmode = \"host\"\nansible_runner = \"{runner}\"\n",
                 name = spec.name,
                 dir = dir.display(),
                 runner = env::ansible_runner().display()

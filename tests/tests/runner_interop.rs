@@ -279,7 +279,7 @@ fn agent_config(dir: &Path, node: &str) -> PathBuf {
     std::fs::write(
         &p,
         format!(
-            "node_id = \"{node}\"\nlog_file = \"{d}/agent.log\"\nstate_dir = \"{d}/state\"\n\n[worker]\nansible_runner = \"{r}\"\n",
+            "node_id = \"{node}\"\nlog_file = \"{d}/agent.log\"\nstate_dir = \"{d}/state\"\n\n[worker]\nmode = \"host\"\nansible_runner = \"{r}\"\n",
             d = dir.display(),
             r = env::ansible_runner().display()
         ),
