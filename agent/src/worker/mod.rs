@@ -5,20 +5,28 @@
 //! stdout, nothing at all to stderr, and always ends the stream well-formed: every failure of
 //! its own, or of the worker, becomes an `error` status followed by `{"eof": true}`.
 
+mod cleanup;
+mod container_policy;
 mod host;
+mod job_kwargs;
+mod leftovers;
 pub mod params;
+mod podman;
 pub mod stream_guard;
+mod supervise;
 pub mod unit;
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use crate::logging;
-use crate::settings::{AgentSettings, SettingsError};
+use crate::settings::{AgentSettings, SettingsError, WorkerMode};
 use params::WorkerRequest;
 use stream_guard::{Ending, StreamGuard};
 use unit::UnitIdentity;
 
+/// How long a finished job waits for its background sweep of leftovers.
+const SWEEP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Exit code when the agent itself had to end the stream with an error.
 const EXIT_AGENT_ERROR: u8 = 1;
 
@@ -49,10 +57,53 @@ pub fn main(settings: Result<AgentSettings, SettingsError>, args: Vec<String>) -
     };
     match request {
         WorkerRequest::WorkerInfo => runtime.block_on(host::worker_info(&settings)),
-        WorkerRequest::Run(run) => runtime.block_on(host::run_job(&settings, &unit, &run)),
-        WorkerRequest::Cleanup(_) => fail_before_start(
-            "meshrun-agent does not offer `worker cleanup` yet: leftover cleanup is not implemented",
-        ),
+        WorkerRequest::Run(run) => runtime.block_on(async {
+            let sweep = spawn_sweep(&settings, &unit);
+            let code = match settings.worker.mode {
+                WorkerMode::Host => host::run_job(&settings, &unit, &run).await,
+                WorkerMode::Podman => podman::run_job(&settings, &unit, &run).await,
+            };
+            if let Some(task) = sweep {
+                let _ = tokio::time::timeout(SWEEP_WAIT, task).await;
+            }
+            code
+        }),
+        WorkerRequest::Cleanup(args) => runtime.block_on(cleanup_command(&settings, &args)),
+    }
+}
+
+/// Cleans up after finished units of this node while this unit's job runs.
+fn spawn_sweep(
+    settings: &AgentSettings,
+    unit: &UnitIdentity,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let own = unit.unit_dir.clone()?;
+    let node = unit.node_id.as_ref()?.to_string();
+    let settings = settings.clone();
+    Some(tokio::spawn(async move {
+        if let Some(node_dir) = own.parent() {
+            leftovers::sweep(&settings, &node, node_dir, &own).await;
+        }
+    }))
+}
+
+/// `worker cleanup ...`: plain text out, like ansible-runner's; a refusal exits 1 with its reason.
+async fn cleanup_command(settings: &AgentSettings, args: &[String]) -> ExitCode {
+    let result = match cleanup::parse(args) {
+        Ok(parsed) => cleanup::run(settings, &parsed).await,
+        Err(e) => Err(e),
+    };
+    let mut out = std::io::stdout().lock();
+    match result {
+        Ok(report) => {
+            let _ = out.write_all(report.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "refused a cleanup");
+            let _ = writeln!(out, "meshrun-agent refused the cleanup: {e}");
+            ExitCode::from(EXIT_AGENT_ERROR)
+        }
     }
 }
 

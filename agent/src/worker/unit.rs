@@ -1,7 +1,7 @@
 //! Who this worker runs for: receptor sets no unit-id variable, but the unit's stdin is the
 //! file `<datadir>/<node id>/<unit id>/stdin`, so both ids can be read from `/proc/self/fd/0`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use meshrun_shared::node_id::NodeId;
 
@@ -12,8 +12,8 @@ pub struct UnitIdentity {
     pub node_id: Option<NodeId>,
     /// receptor's unit id, or a local stand-in when stdin is not a unit file.
     pub unit_id: String,
-    /// Whether `unit_id` really came from receptor.
-    pub from_receptor: bool,
+    /// receptor's directory of this unit (`<datadir>/<node>/<unit>`), when stdin is its file.
+    pub unit_dir: Option<PathBuf>,
 }
 
 /// Reads `(node id, unit id)` from the path of a unit's stdin file.
@@ -35,19 +35,18 @@ pub fn ids_from_stdin_path(path: &Path) -> Option<(NodeId, String)> {
 impl UnitIdentity {
     /// Works out the identity of the current process.
     pub fn current(configured_node: Option<NodeId>) -> Self {
-        let from_stdin = std::fs::read_link("/proc/self/fd/0")
-            .ok()
-            .and_then(|p| ids_from_stdin_path(&p));
-        match from_stdin {
-            Some((node, unit)) => UnitIdentity {
+        let stdin = std::fs::read_link("/proc/self/fd/0").ok();
+        let from_stdin = stdin.as_deref().and_then(ids_from_stdin_path);
+        match (from_stdin, stdin) {
+            (Some((node, unit)), Some(path)) => UnitIdentity {
                 node_id: configured_node.or(Some(node)),
                 unit_id: unit,
-                from_receptor: true,
+                unit_dir: path.parent().map(Path::to_path_buf),
             },
-            None => UnitIdentity {
+            _ => UnitIdentity {
                 node_id: configured_node,
                 unit_id: format!("local{}", std::process::id()),
-                from_receptor: false,
+                unit_dir: None,
             },
         }
     }
