@@ -70,3 +70,23 @@ pub fn venv_path() -> std::ffi::OsString {
     ));
     std::env::join_paths(dirs).expect("PATH")
 }
+
+/// The podman settings the project ships (runc, explicit ulimits).
+pub fn containers_conf() -> PathBuf {
+    repo_root().join("packaging/podman/containers.conf")
+}
+
+/// The execution-environment image; panics with the command to build it when it is missing.
+pub fn ee_image() -> &'static str {
+    const IMAGE: &str = "localhost/meshrun-ee:latest";
+    let present = std::process::Command::new("podman")
+        .args(["image", "exists", IMAGE])
+        .env("CONTAINERS_CONF", containers_conf())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        present,
+        "{IMAGE} is missing: run `make ee-image` (make test does)"
+    );
+    IMAGE
+}

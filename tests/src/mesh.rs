@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use meshrun_shared::control_socket::{ControlClient, Status, UnitStatus};
+use meshrun_shared::control_socket::{
+    ControlClient, ControlError, Status, SubmitRequest, UnitStatus,
+};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -34,6 +36,10 @@ pub struct NodeSpec {
     pub listen: bool,
     /// Names of nodes it dials (they must listen and come earlier).
     pub peers: Vec<String>,
+    /// Run jobs in podman with the EE image (else on the host with the venv's ansible-runner).
+    pub podman: bool,
+    /// Extra TOML appended to the node's agent.toml (e.g. a `[capacity]` section).
+    pub agent_extra: String,
 }
 
 impl NodeSpec {
@@ -44,7 +50,21 @@ impl NodeSpec {
             node_type: node_type.into(),
             listen: false,
             peers: Vec::new(),
+            podman: false,
+            agent_extra: String::new(),
         }
+    }
+
+    /// Its jobs run in podman containers of the EE image.
+    pub fn in_podman(mut self) -> Self {
+        self.podman = true;
+        self
+    }
+
+    /// Appends TOML to its agent.toml.
+    pub fn agent_toml(mut self, extra: &str) -> Self {
+        self.agent_extra.push_str(extra);
+        self
     }
 
     /// It listens.
@@ -58,6 +78,30 @@ impl NodeSpec {
         self.peers.push(peer.into());
         self
     }
+}
+
+/// The text of an agent.toml for node `name` keeping its state in `dir`.
+pub fn agent_config(name: &str, dir: &Path, podman: bool, extra: &str) -> String {
+    let mut text = format!(
+        "node_id = \"{name}\"\nlog_file = \"{d}/agent.log\"\nstate_dir = \"{d}/agent-state\"\n\n",
+        d = dir.display()
+    );
+    if podman {
+        text.push_str(&format!(
+            "[worker]\nmode = \"podman\"\nansible_runner = \"{runner}\"\n\n\
+             [podman]\ndefault_image = \"{image}\"\ncontainers_conf = \"{conf}\"\n",
+            runner = env::ansible_runner().display(),
+            image = env::ee_image(),
+            conf = env::containers_conf().display(),
+        ));
+    } else {
+        text.push_str(&format!(
+            "[worker]\nmode = \"host\"\nansible_runner = \"{}\"\n",
+            env::ansible_runner().display()
+        ));
+    }
+    text.push_str(extra);
+    text
 }
 
 /// A running node.
@@ -128,13 +172,7 @@ impl Mesh {
         let agent_toml = dir.join("agent.toml");
         std::fs::write(
             &agent_toml,
-            format!(
-                "node_id = \"{name}\"\nlog_file = \"{dir}/agent.log\"\nstate_dir = \"{dir}/agent-state\"\n\n\
-                 [worker]\nmode = \"host\"\nansible_runner = \"{runner}\"\n",
-                name = spec.name,
-                dir = dir.display(),
-                runner = env::ansible_runner().display()
-            ),
+            agent_config(&spec.name, &dir, spec.podman, &spec.agent_extra),
         )
         .expect("agent.toml");
         let socket = dir.join("receptor.sock");
@@ -253,6 +291,89 @@ impl Mesh {
             c.work_list().await
         })
         .unwrap_or_else(|e| panic!("work list of {node}: {e}"))
+    }
+
+    /// Submits `payload` as work of `worktype` on `node`, through `via`'s control socket
+    /// (a remote submit gets a 30 s ttl). Returns the unit id on `via`.
+    pub fn submit(
+        &self,
+        via: &str,
+        node: &str,
+        worktype: &str,
+        params: &str,
+        payload: &[u8],
+    ) -> String {
+        block_on(async {
+            let c = ControlClient::connect_unix(&self.nodes[via].socket).await?;
+            let mut req = SubmitRequest::new(node, worktype);
+            req.params = Some(params.to_string());
+            if via != node {
+                req.ttl = Some("30s".into());
+            }
+            let mut session = c.work_submit(&req).await?;
+            session.write_all(payload).await?;
+            session.finish().await
+        })
+        .unwrap_or_else(|e| panic!("submit to {node} via {via}: {e}"))
+        .unit_id
+    }
+
+    /// `work status` of a unit.
+    pub fn unit_status(&self, via: &str, unit: &str) -> UnitStatus {
+        block_on(async {
+            let mut c = ControlClient::connect_unix(&self.nodes[via].socket).await?;
+            c.work_status(unit).await
+        })
+        .unwrap_or_else(|e| panic!("work status {unit} on {via}: {e}"))
+    }
+
+    /// `work cancel`, then waits for the unit to be final.
+    pub fn cancel(&self, via: &str, unit: &str) {
+        block_on(async {
+            let mut c = ControlClient::connect_unix(&self.nodes[via].socket).await?;
+            c.work_cancel(unit).await
+        })
+        .unwrap_or_else(|e| panic!("work cancel {unit} on {via}: {e}"));
+    }
+
+    /// `work release`.
+    pub fn release(&self, via: &str, unit: &str) {
+        let _ = block_on(async {
+            let mut c = ControlClient::connect_unix(&self.nodes[via].socket).await?;
+            c.work_release(unit).await
+        });
+    }
+
+    /// The unit's whole output once it is final (read by byte count: receptor's results stream
+    /// never ends for a canceled unit).
+    pub fn output(&self, via: &str, unit: &str, patience: Duration) -> Vec<u8> {
+        let status = eventually(&format!("unit {unit} to end"), patience, || {
+            let st = self.unit_status(via, unit);
+            st.state.is_final().then_some(st)
+        });
+        let want = status.stdout_size as usize;
+        let mut out = Vec::with_capacity(want);
+        if want > 0 {
+            block_on(async {
+                use tokio::io::AsyncReadExt;
+                let c = ControlClient::connect_unix(&self.nodes[via].socket).await?;
+                let mut r = c.work_results(unit, 0).await?;
+                let mut buf = vec![0u8; 64 * 1024];
+                while out.len() < want {
+                    let n = r.read(&mut buf).await.map_err(|e| ControlError::Io {
+                        during: "reading results".into(),
+                        source: e,
+                    })?;
+                    if n == 0 {
+                        break;
+                    }
+                    out.extend_from_slice(&buf[..n]);
+                }
+                Ok::<(), ControlError>(())
+            })
+            .unwrap_or_else(|e| panic!("work results {unit} on {via}: {e}"));
+        }
+        out
     }
 
     /// Waits until `from` has a route to every one of `nodes`.

@@ -276,15 +276,7 @@ fn meshrun_process_refuses_a_bad_stream_with_a_message() {
 
 fn agent_config(dir: &Path, node: &str) -> PathBuf {
     let p = dir.join("agent.toml");
-    std::fs::write(
-        &p,
-        format!(
-            "node_id = \"{node}\"\nlog_file = \"{d}/agent.log\"\nstate_dir = \"{d}/state\"\n\n[worker]\nmode = \"host\"\nansible_runner = \"{r}\"\n",
-            d = dir.display(),
-            r = env::ansible_runner().display()
-        ),
-    )
-    .unwrap();
+    std::fs::write(&p, meshrun_tests::mesh::agent_config(node, dir, false, "")).unwrap();
     p
 }
 
@@ -315,7 +307,7 @@ fn the_agent_runs_a_job_writes_only_the_stream_and_passes_its_node_id() {
     assert_eq!(last_status(&frames).0, "successful");
     assert!(events_stdout(&frames).contains("hello from execution node itest-node"));
     // The unit's private data dir was removed (--delete).
-    let units = tmp.path().join("state/units");
+    let units = tmp.path().join("agent-state/units");
     assert_eq!(std::fs::read_dir(&units).map(|d| d.count()).unwrap_or(0), 0);
 }
 

@@ -3,7 +3,7 @@
 //! ansible-runner worker --private-data-dir=/runner --delete`. The first line of the stream
 //! (kwargs) is rewritten; the rest passes through to the container untouched.
 
-use std::process::{ExitCode, Stdio};
+use std::process::{ExitCode, ExitStatus, Stdio};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -232,5 +232,17 @@ impl Canceller for PodmanCancel {
 
     fn grace(&self) -> Duration {
         Duration::from_secs(self.settings.stop_timeout_secs + 2)
+    }
+
+    fn explain(&self, status: &ExitStatus) -> Option<String> {
+        // podman run's own exit codes (podman-run(1)); the container's stderr is the traceback.
+        let why = match status.code()? {
+            125 => "podman could not run the job's container",
+            126 => "the job's container could not invoke ansible-runner",
+            127 => "the job's container has no ansible-runner",
+            137 => "the job's container was killed",
+            _ => return None,
+        };
+        Some(format!("{why} (podman exit code {})", status.code()?))
     }
 }

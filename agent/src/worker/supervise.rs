@@ -24,6 +24,10 @@ pub trait Canceller {
     fn force(&mut self, child: &mut Child);
     /// How long `cancel` may take before `force`; well inside receptor's 10 s.
     fn grace(&self) -> Duration;
+    /// What a failed exit means in this mode, when it says more than the exit code.
+    fn explain(&self, _status: &ExitStatus) -> Option<String> {
+        None
+    }
 }
 
 /// Runs `child` to its end and returns the unit's exit code.
@@ -91,9 +95,11 @@ pub async fn supervise(
             Ok(s) => describe(*s),
             Err(e) => format!("could not be waited for ({e})"),
         };
-        let explanation = match guard_error {
-            Some(e) => format!("{e}; the job was stopped"),
-            None => format!("the worker {how} without ending its output stream"),
+        let explained = status.as_ref().ok().and_then(|s| canceller.explain(s));
+        let explanation = match (guard_error, explained) {
+            (Some(e), _) => format!("{e}; the job was stopped"),
+            (None, Some(why)) => why,
+            (None, None) => format!("the worker {how} without ending its output stream"),
         };
         Ending::Error {
             explanation,
