@@ -10,7 +10,7 @@ CARGO    ?= cargo
 
 export MESHRUN_VENV := $(VENV)
 
-.PHONY: demo test build venv receptor lint clean-tools
+.PHONY: demo test build venv receptor lint bench-agent clean-tools
 
 ## demo: bring up control + hop + 2 execution nodes in a temp dir and run a playbook through them
 demo: build venv receptor
@@ -37,6 +37,11 @@ venv:
 
 receptor:
 	packaging/receptor/install.sh $(RECEPTOR_VERSION) $(RECEPTOR)
+
+## bench-agent: meshrun-agent's overhead against podman + ansible-runner alone (release build)
+bench-agent: venv
+	$(CARGO) build --release -p meshrun-agent -p meshrun-coordinator
+	$(CARGO) run --release -p meshrun-tests --bin bench-agent -- $(or $(RUNS),10)
 
 ## lint: formatting and clippy, as CI runs them
 lint:

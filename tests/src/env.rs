@@ -10,14 +10,15 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// `target/debug` (or whichever profile built the test binary).
+/// `target/debug` (or whichever profile built the running test or bench binary).
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    // target/<profile>/deps/<test>-<hash>
-    exe.parent()
-        .and_then(|deps| deps.parent())
-        .expect("test binary lives in target/<profile>/deps")
-        .to_path_buf()
+    // Tests live in target/<profile>/deps/, binaries in target/<profile>/.
+    let dir = exe.parent().expect("binary has a folder");
+    match dir.file_name() {
+        Some(name) if name == "deps" => dir.parent().expect("target/<profile>").to_path_buf(),
+        _ => dir.to_path_buf(),
+    }
 }
 
 /// A workspace binary; panics with the command to run when it has not been built.

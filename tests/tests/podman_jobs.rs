@@ -21,7 +21,9 @@ fn mesh(exec: &str) -> Mesh {
     env::ee_image();
     let mesh = Mesh::start(&[
         NodeSpec::new("control", "control").listening(),
-        NodeSpec::new(exec, "execution").dialing("control").in_podman(),
+        NodeSpec::new(exec, "execution")
+            .dialing("control")
+            .in_podman(),
     ]);
     mesh.wait_routable("control", &[exec]);
     mesh

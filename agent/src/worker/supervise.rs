@@ -116,6 +116,7 @@ pub async fn supervise(
         ?status,
         agent_ended_it,
         dropped_lines = guard.dropped_lines(),
+        peak_rss_kib = peak_rss_kib(),
         "worker finished"
     );
     match status {
@@ -161,6 +162,18 @@ async fn collect_stderr(stderr: tokio::process::ChildStderr) -> String {
         }
     }
     tail.into_iter().collect::<Vec<_>>().join("\n")
+}
+
+/// This process's peak resident set size (VmHWM), for the log and the overhead benchmark.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 fn describe(status: ExitStatus) -> String {
