@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config_cmd::{self, ConfigArgs};
 use crate::settings::AgentSettings;
-use crate::{logging, worker};
+use crate::{logging, run, worker};
 
 /// Exit code for a usage or configuration error (sysexits' EX_USAGE).
 pub const EXIT_USAGE: u8 = 64;
@@ -29,6 +29,8 @@ pub struct Cli {
 pub enum Command {
     /// Print receptor.conf for a node of the given type.
     Config(Box<ConfigArgs>),
+    /// Write receptor.conf from the agent config and run receptor (the node's service).
+    Run,
     /// The receptor work-command: run one unit's job (reads the stream on stdin).
     Worker(WorkerArgs),
 }
@@ -71,6 +73,7 @@ pub fn main() -> ExitCode {
                 }
             }
         }
+        Command::Run => run::main(cli.config.as_deref()),
         Command::Worker(args) => {
             let settings = AgentSettings::load(cli.config.as_deref());
             worker::main(settings, args.args)

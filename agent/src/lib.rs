@@ -1,9 +1,10 @@
 //! The meshrun node agent, installed on execution and hop nodes.
 //!
 //! # Layout
-//! - [`cli`]: the command line (`config`, `worker`) and exit codes.
+//! - [`cli`]: the command line (`config`, `run`, `worker`) and exit codes.
 //! - [`settings`]: the agent's own config file (`/etc/meshrun/agent.toml`).
 //! - [`config_cmd`]: renders `receptor.conf` for a node with the shared renderer.
+//! - [`run`]: the node's service: writes receptor.conf from the settings and supervises receptor.
 //! - [`worker`]: the work-command receptor runs for each unit: it runs `ansible-runner worker`
 //!   and guarantees the unit's output is a well-formed ansible-runner stream.
 //! - [`logging`]: tracing set-up; in worker mode nothing may reach stderr, because receptor
@@ -13,5 +14,6 @@ pub mod byte_size;
 pub mod cli;
 pub mod config_cmd;
 pub mod logging;
+pub mod run;
 pub mod settings;
 pub mod worker;

@@ -13,8 +13,10 @@ fn filter() -> EnvFilter {
 
 /// Logs to stderr (for `config` and other interactive subcommands).
 pub fn init_stderr() {
+    use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter())
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }

@@ -190,6 +190,28 @@ impl ControlClient {
         })
     }
 
+    /// `reload`: receptor re-reads its config file and restarts its link backends (every link
+    /// of the node drops and redials). Only links and `local-only` can be reloaded; a change to
+    /// anything else makes receptor refuse, and needs a restart.
+    pub async fn reload(&mut self) -> Result<(), ControlError> {
+        #[derive(serde::Deserialize)]
+        struct Reply {
+            #[serde(rename = "Success")]
+            success: bool,
+            #[serde(rename = "Error", default)]
+            error: Option<String>,
+        }
+        let reply: Reply = self.call("reload", &json!({ "command": "reload" })).await?;
+        if reply.success {
+            Ok(())
+        } else {
+            Err(ControlError::Receptor {
+                command: "reload".into(),
+                message: reply.error.unwrap_or_else(|| "no reason given".into()),
+            })
+        }
+    }
+
     /// `work release <unit_id>`: cancels the unit and deletes its files (for a remote unit, once
     /// its node confirms).
     pub async fn work_release(&mut self, unit_id: &str) -> Result<ReleaseOutcome, ControlError> {
