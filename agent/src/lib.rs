@@ -2,6 +2,8 @@
 //!
 //! # Layout
 //! - [`cli`]: the command line (`config`, `run`, `worker`) and exit codes.
+//! - [`capacity`]: the node's capacity report (`worker --worker-info`): cgroup-aware CPU and
+//!   memory minus the node's reservation, and every reason the node cannot run jobs.
 //! - [`settings`]: the agent's own config file (`/etc/meshrun/agent.toml`).
 //! - [`config_cmd`]: renders `receptor.conf` for a node with the shared renderer.
 //! - [`run`]: the node's service: writes receptor.conf from the settings and supervises receptor.
@@ -11,6 +13,7 @@
 //!   merges a work-command's stderr into the unit's stdout.
 
 pub mod byte_size;
+pub mod capacity;
 pub mod cli;
 pub mod config_cmd;
 pub mod logging;

@@ -8,45 +8,17 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
 
+use super::fail_before_start;
 use super::params::RunParams;
-use super::supervise::{Canceller, exit_code, supervise};
+use super::supervise::{Canceller, supervise};
 use super::unit::UnitIdentity;
-use super::{EXIT_AGENT_ERROR, fail_before_start};
 use crate::settings::AgentSettings;
 
 /// After forwarding a cancel, how long the worker gets before it is killed (receptor kills
 /// the agent 10 s after its SIGINT).
 const CANCEL_GRACE: Duration = Duration::from_secs(7);
-
-/// `--worker-info`: for now the host's ansible-runner answers.
-pub async fn worker_info(settings: &AgentSettings) -> ExitCode {
-    let runner = &settings.worker.ansible_runner;
-    let out = Command::new(runner)
-        .args(["worker", "--worker-info"])
-        .stdin(Stdio::null())
-        .output()
-        .await;
-    match out {
-        Ok(out) => {
-            if !out.stderr.is_empty() {
-                tracing::warn!(stderr = %String::from_utf8_lossy(&out.stderr), "worker-info stderr");
-            }
-            let mut stdout = tokio::io::stdout();
-            let _ = stdout.write_all(&out.stdout).await;
-            let _ = stdout.flush().await;
-            exit_code(out.status)
-        }
-        Err(e) => {
-            let msg = format!("errors: [\"cannot run {}: {e}\"]", runner.display());
-            let mut stdout = tokio::io::stdout();
-            let _ = stdout.write_all(format!("{{{msg}}}\n").as_bytes()).await;
-            ExitCode::from(EXIT_AGENT_ERROR)
-        }
-    }
-}
 
 /// Runs one job.
 pub async fn run_job(

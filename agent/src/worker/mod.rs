@@ -56,7 +56,14 @@ pub fn main(settings: Result<AgentSettings, SettingsError>, args: Vec<String>) -
         }
     };
     match request {
-        WorkerRequest::WorkerInfo => runtime.block_on(host::worker_info(&settings)),
+        WorkerRequest::WorkerInfo => {
+            // Same exit code as ansible-runner: 0, with any problems listed in `errors`.
+            let text = crate::capacity::worker_info(&settings);
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(text.as_bytes());
+            let _ = out.flush();
+            ExitCode::SUCCESS
+        }
         WorkerRequest::Run(run) => runtime.block_on(async {
             let sweep = spawn_sweep(&settings, &unit);
             let code = match settings.worker.mode {
