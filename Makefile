@@ -9,20 +9,25 @@ RECEPTOR := $(TOOLS)/bin/receptor
 CARGO    ?= cargo
 
 export MESHRUN_VENV := $(VENV)
+export CONTAINERS_CONF := $(CURDIR)/packaging/podman/containers.conf
 
-.PHONY: demo test build venv receptor lint bench-agent clean-tools
+# Integration tests that need a real receptor (and podman with the EE image).
+MESH_TESTS := --test mesh_jobs --test podman_jobs --test agent_run_supervises_receptor \
+              --test leftovers_and_cleanup
+
+.PHONY: demo test build venv receptor podman ee-image lint bench-agent clean-tools
 
 ## demo: bring up control + hop + 2 execution nodes in a temp dir and run a playbook through them
-demo: build venv receptor
+demo: build venv receptor ee-image
 	MESHRUN_RECEPTOR=$(RECEPTOR) packaging/demo/demo.sh
 
 ## test: unit tests, then the integration tests against real receptor and ansible-runner
-test: build venv
+test: build venv ee-image
 	$(CARGO) test --workspace --exclude meshrun-tests
-	$(CARGO) test -p meshrun-tests --test runner_interop
+	$(CARGO) test -p meshrun-tests --test runner_interop --test worker_info_truthful
 	@if packaging/receptor/install.sh $(RECEPTOR_VERSION) $(RECEPTOR); then \
 	  MESHRUN_RECEPTOR=$(RECEPTOR) $(CARGO) test -p meshrun-shared control_socket -- --ignored && \
-	  MESHRUN_RECEPTOR=$(RECEPTOR) $(CARGO) test -p meshrun-tests --test mesh_jobs; \
+	  MESHRUN_RECEPTOR=$(RECEPTOR) $(CARGO) test -p meshrun-tests $(MESH_TESTS); \
 	else \
 	  echo "=================================================================="; \
 	  echo "NOT RUN: the mesh integration tests (no receptor could be installed)"; \
@@ -38,8 +43,16 @@ venv:
 receptor:
 	packaging/receptor/install.sh $(RECEPTOR_VERSION) $(RECEPTOR)
 
+## podman: the Debian packages an execution node needs (podman, runc, catatonit, netavark, debootstrap)
+podman:
+	packaging/podman/install.sh
+
+## ee-image: the execution-environment image localhost/meshrun-ee:latest (no registry; cache in .tools/ee)
+ee-image: podman
+	packaging/ee/build.sh
+
 ## bench-agent: meshrun-agent's overhead against podman + ansible-runner alone (release build)
-bench-agent: venv
+bench-agent: venv ee-image
 	$(CARGO) build --release -p meshrun-agent -p meshrun-coordinator
 	$(CARGO) run --release -p meshrun-tests --bin bench-agent -- $(or $(RUNS),10)
 

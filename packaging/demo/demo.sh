@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: a real 4-node receptor mesh in a temporary folder —
 #   control (coordinator + receptor, listening) <- hop (dials control, listens) <- exec1, exec2
-# — runs packaging/demo/project/hello.yml on an execution node, prints where and how it ran,
-# and stops exactly the processes it started.
+# — runs packaging/demo/project/hello.yml on an execution node, inside a podman container of the
+# execution-environment image, prints where and how it ran, and stops exactly what it started.
 set -euo pipefail
 started=$(date +%s.%N)
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -39,8 +39,11 @@ log_file = "$dir/agent.log"
 state_dir = "$dir/agent-state"
 
 [worker]
-mode = "host"
-ansible_runner = "$venv/bin/ansible-runner"
+mode = "podman"
+
+[podman]
+default_image = "localhost/meshrun-ee:latest"
+containers_conf = "$root/packaging/podman/containers.conf"
 TOML
   "$bin/meshrun-agent" config --node-type "$type" --id "$name" \
     --data-dir "$dir/receptor-data" --socket "$dir/receptor.sock" \
