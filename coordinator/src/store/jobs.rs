@@ -7,7 +7,7 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, now};
 
 /// A job's status, as AWX names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -216,10 +216,6 @@ pub struct StatusChange<'a> {
     pub rc: Option<i64>,
     /// Stamp `started` with now.
     pub stamp_started: bool,
-}
-
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {

@@ -1,9 +1,10 @@
 //! The coordinator's store: jobs and their events in SQLite (schema by migrations).
 //!
-//! Every status change is a conditional update (`... WHERE status IN (expected)`), so two loops
+//! Instances are written by optimistic read-modify-write (see `instances`). Every job status change is a conditional update (`... WHERE status IN (expected)`), so two loops
 //! writing one job can never silently overwrite each other; events and the byte offset they were
 //! parsed up to are written in one transaction, so a restart resumes exactly after them.
 
+mod instances;
 mod jobs;
 
 use std::path::Path;
@@ -13,6 +14,10 @@ use std::time::Duration;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+pub use instances::{
+    HealthCheckRecord, INSTANCE_ORDER_FIELDS, Instance, InstanceFilter, Link, NewInstance,
+    NodeState,
+};
 pub use jobs::{EventRow, Job, JobStatus, NewJob, Page, StatusChange};
 
 /// Store failures.
@@ -42,10 +47,15 @@ pub enum StoreError {
     },
 }
 
+/// The current time as stored (RFC 3339, microseconds, UTC).
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
 /// A handle on the database; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
 }
 
 impl Store {
