@@ -33,6 +33,101 @@ pub struct CoordinatorConfig {
     /// Largest project archive accepted, in bytes.
     #[serde(default = "default_max_upload_bytes")]
     pub max_upload_bytes: usize,
+    /// How nodes are found and checked.
+    #[serde(default)]
+    pub discovery: DiscoverySettings,
+    /// The control node's own receptor, when the coordinator runs it.
+    #[serde(default)]
+    pub control_node: Option<ControlNodeSettings>,
+}
+
+/// Discovery and health checks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoverySettings {
+    /// Seconds between two readings of receptor's `status`.
+    #[serde(default = "default_discovery_period")]
+    pub period_secs: f64,
+    /// Seconds a node may be unroutable before it becomes `unavailable`.
+    #[serde(default = "default_grace")]
+    pub grace_secs: f64,
+    /// Register nodes the store does not know when they appear in the mesh (the seed's
+    /// behaviour); when false they are only logged.
+    #[serde(default = "default_true")]
+    pub auto_register: bool,
+    /// Seconds between health checks of a ready node.
+    #[serde(default = "default_health_interval")]
+    pub health_check_interval_secs: f64,
+    /// Seconds a health check may take before it fails.
+    #[serde(default = "default_health_timeout")]
+    pub health_check_timeout_secs: f64,
+}
+
+/// The control node's receptor, rendered and supervised by the coordinator.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlNodeSettings {
+    /// The node id (also this control node's instance hostname).
+    pub node_id: String,
+    /// `control` (never runs user-space jobs) or `hybrid` (runs them through `local`).
+    #[serde(default = "default_control_type")]
+    pub node_type: String,
+    /// The receptor executable (absolute path).
+    pub receptor: PathBuf,
+    /// Where receptor.conf is written.
+    pub receptor_config: PathBuf,
+    /// receptor's data directory.
+    pub data_dir: PathBuf,
+    /// Port that other nodes dial.
+    pub listen_port: u16,
+    /// Address the listener binds to.
+    #[serde(default)]
+    pub listen_bind: Option<String>,
+    /// The meshrun-agent executable that runs `local` work (absolute path).
+    pub agent: PathBuf,
+    /// The agent config `local` work uses.
+    pub agent_config: PathBuf,
+    /// The RSA key that signs work (generated on first start if missing).
+    pub work_signing_key: PathBuf,
+    /// The public half, handed to nodes for `work-verification`.
+    pub work_verification_key: PathBuf,
+    /// receptor's log level.
+    #[serde(default = "default_receptor_log_level")]
+    pub log_level: String,
+}
+
+fn default_discovery_period() -> f64 {
+    2.0
+}
+fn default_grace() -> f64 {
+    20.0
+}
+fn default_true() -> bool {
+    true
+}
+fn default_health_interval() -> f64 {
+    300.0
+}
+fn default_health_timeout() -> f64 {
+    30.0
+}
+fn default_control_type() -> String {
+    "control".to_string()
+}
+fn default_receptor_log_level() -> String {
+    "info".to_string()
+}
+
+impl Default for DiscoverySettings {
+    fn default() -> Self {
+        DiscoverySettings {
+            period_secs: default_discovery_period(),
+            grace_secs: default_grace(),
+            auto_register: true,
+            health_check_interval_secs: default_health_interval(),
+            health_check_timeout_secs: default_health_timeout(),
+        }
+    }
 }
 
 fn default_api_listen() -> SocketAddr {
@@ -115,6 +210,52 @@ impl CoordinatorConfig {
         ] {
             if !p.is_absolute() {
                 return Err((field, format!("must be an absolute path, got {p:?}")));
+            }
+        }
+        let d = &self.discovery;
+        for (field, v, min) in [
+            ("discovery.period_secs", d.period_secs, 0.1),
+            ("discovery.grace_secs", d.grace_secs, 0.0),
+            (
+                "discovery.health_check_interval_secs",
+                d.health_check_interval_secs,
+                1.0,
+            ),
+            (
+                "discovery.health_check_timeout_secs",
+                d.health_check_timeout_secs,
+                1.0,
+            ),
+        ] {
+            if !(v.is_finite() && v >= min) {
+                return Err((
+                    field,
+                    format!("must be a number of seconds of at least {min}, got {v}"),
+                ));
+            }
+        }
+        if let Some(c) = &self.control_node {
+            if !matches!(c.node_type.as_str(), "control" | "hybrid") {
+                return Err((
+                    "control_node.node_type",
+                    format!("must be control or hybrid, got {:?}", c.node_type),
+                ));
+            }
+            for (field, p) in [
+                ("control_node.receptor", &c.receptor),
+                ("control_node.receptor_config", &c.receptor_config),
+                ("control_node.data_dir", &c.data_dir),
+                ("control_node.agent", &c.agent),
+                ("control_node.agent_config", &c.agent_config),
+                ("control_node.work_signing_key", &c.work_signing_key),
+                (
+                    "control_node.work_verification_key",
+                    &c.work_verification_key,
+                ),
+            ] {
+                if !p.is_absolute() {
+                    return Err((field, format!("must be an absolute path, got {p:?}")));
+                }
             }
         }
         let ttl_ok = self

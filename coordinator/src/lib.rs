@@ -5,6 +5,7 @@
 //! - [`server`]: `run(config, shutdown)`: opens the store, starts the API and the job runner.
 //! - [`store`]: SQLite store of jobs and events (migrations in `migrations/`).
 //! - [`projects`]: content-addressed project archives, checked on upload.
+//! - [`metrics`]: counters the loops update and `/metrics` renders.
 //! - [`mesh`]: what the control node's receptor `status` says about nodes and routes.
 //! - [`runner`]: runs one job through receptor: payload, crash-safe submit, results, release.
 //! - [`api`]: the HTTP API (AWX-shaped JSON under `/api/v2/`).
@@ -16,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod events_bus;
 pub mod mesh;
+pub mod metrics;
 pub mod projects;
 pub mod runner;
 pub mod server;

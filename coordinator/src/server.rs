@@ -101,12 +101,16 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
         shutdown.clone(),
     );
     runner.resume_all().await?;
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
+    let health_wakeup = std::sync::Arc::new(tokio::sync::Notify::new());
     let state = AppState {
         store: store.clone(),
         projects,
         runner,
         bus,
         node_id,
+        metrics,
+        health_wakeup,
     };
     let listener = tokio::net::TcpListener::bind(config.api_listen)
         .await

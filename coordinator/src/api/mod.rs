@@ -31,6 +31,10 @@ pub struct AppState {
     pub bus: EventsBus,
     /// This control node's id.
     pub node_id: String,
+    /// Counters for `/metrics`.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// Wakes the health-check loop (an on-demand check was requested).
+    pub health_wakeup: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// The API's routes.
