@@ -20,5 +20,6 @@ pub mod mesh;
 pub mod metrics;
 pub mod projects;
 pub mod runner;
+pub mod scheduler;
 pub mod server;
 pub mod store;
