@@ -16,6 +16,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod events_bus;
+pub mod inventory_hosts;
 pub mod mesh;
 pub mod metrics;
 pub mod projects;
