@@ -1,8 +1,11 @@
 //! The HTTP API, AWX-shaped: JSON under `/api/v2/`, pages of `{count, next, previous, results}`,
-//! errors as `{"detail": "..."}` with 400/404/500.
+//! errors as `{"detail": "..."}` with 400/404/409/500; plus Prometheus text at `/metrics`.
 
 mod error;
+mod instances;
 mod jobs;
+mod mesh_visualizer;
+mod metrics;
 mod page;
 mod ping;
 mod projects;
@@ -50,5 +53,19 @@ pub fn router(state: AppState, max_upload_bytes: usize) -> Router {
         .route("/api/v2/jobs/{id}/job_events/", get(jobs::events))
         .route("/api/v2/jobs/{id}/stdout/", get(jobs::stdout))
         .route("/api/v2/jobs/{id}/events/stream/", get(jobs::stream))
+        .route("/api/v2/instances/", get(instances::list))
+        .route(
+            "/api/v2/instances/{id}/",
+            get(instances::detail).patch(instances::patch),
+        )
+        .route(
+            "/api/v2/instances/{id}/health_check/",
+            get(instances::health_check).post(instances::start_health_check),
+        )
+        .route(
+            "/api/v2/mesh_visualizer/",
+            get(mesh_visualizer::mesh_visualizer),
+        )
+        .route("/metrics", get(metrics::metrics))
         .with_state(state)
 }

@@ -1,9 +1,11 @@
-//! The `meshrun` command line: jobs through the coordinator's API, and the offline
-//! `transmit`/`process` pair that stands in for `ansible-runner transmit|process`.
+//! The `meshrun` command line: jobs, instances and the mesh through the coordinator's API, and
+//! the offline `transmit`/`process` pair that stands in for `ansible-runner transmit|process`.
 
 mod client;
 mod codec;
+mod instances;
 mod job;
+mod mesh;
 mod sse;
 
 use std::process::ExitCode;
@@ -34,6 +36,10 @@ enum Command {
     /// Jobs: run one, show one, print its output.
     #[command(subcommand)]
     Job(job::JobCommand),
+    /// The mesh's nodes as a table; `instances health-check NODE` checks one now.
+    Instances(instances::InstancesArgs),
+    /// The mesh as a tree from the coordinator's control node.
+    Mesh(mesh::MeshArgs),
     /// Write the controller→worker stream for a private data dir to stdout
     /// (like `ansible-runner transmit`).
     Transmit(codec::TransmitArgs),
@@ -48,10 +54,9 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Transmit(args) => codec::transmit(&args),
         Command::Process(args) => codec::process(&args),
-        Command::Job(cmd) => match tokio::runtime::Runtime::new() {
-            Ok(rt) => rt.block_on(job::run(&cli.url, cmd)),
-            Err(e) => Err(anyhow::anyhow!("cannot start the runtime: {e}")),
-        },
+        Command::Job(cmd) => block_on(job::run(&cli.url, cmd)),
+        Command::Instances(args) => block_on(instances::run(&cli.url, args)),
+        Command::Mesh(args) => block_on(mesh::run(&cli.url, args)),
     };
     match result {
         Ok(code) => code,
@@ -59,5 +64,14 @@ pub fn main() -> ExitCode {
             eprintln!("meshrun: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn block_on<F: std::future::Future<Output = anyhow::Result<ExitCode>>>(
+    f: F,
+) -> anyhow::Result<ExitCode> {
+    match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt.block_on(f),
+        Err(e) => Err(anyhow::anyhow!("cannot start the runtime: {e}")),
     }
 }
