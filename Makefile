@@ -13,13 +13,21 @@ export CONTAINERS_CONF := $(CURDIR)/packaging/podman/containers.conf
 
 # Integration tests that need a real receptor (and podman with the EE image).
 MESH_TESTS := --test mesh_jobs --test podman_jobs --test agent_run_supervises_receptor \
-              --test leftovers_and_cleanup
+              --test leftovers_and_cleanup --test instances_api --test control_node_receptor
 
-.PHONY: demo test build venv receptor podman ee-image lint bench-agent clean-tools
+.PHONY: demo test build venv receptor podman ee-image lint bench-agent clean-tools mesh-up mesh-down
 
 ## demo: bring up control + hop + 2 execution nodes in a temp dir and run a playbook through them
 demo: build venv receptor ee-image
 	MESHRUN_RECEPTOR=$(RECEPTOR) packaging/demo/demo.sh
+
+## mesh-up: start the demo mesh in the background under .meshrun/ and write .meshrun/demo.env
+mesh-up: build venv receptor ee-image
+	MESHRUN_RECEPTOR=$(RECEPTOR) packaging/mesh/mesh-up.sh
+
+## mesh-down: stop exactly what mesh-up started (files stay in .meshrun/)
+mesh-down:
+	packaging/mesh/mesh-down.sh
 
 ## test: unit tests, then the integration tests against real receptor and ansible-runner
 test: build venv ee-image

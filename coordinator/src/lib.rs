@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`config`]: the coordinator's config file.
+//! - [`control_node`]: the control node's own receptor: keys, receptor.conf, supervision.
 //! - [`server`]: `run(config, shutdown)`: opens the store, starts the API and the job runner.
 //! - [`store`]: SQLite store of jobs and events (migrations in `migrations/`).
 //! - [`projects`]: content-addressed project archives, checked on upload.
@@ -15,6 +16,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod control_node;
 pub mod events_bus;
 pub mod inventory_hosts;
 pub mod mesh;

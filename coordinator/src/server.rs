@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
 use crate::config::CoordinatorConfig;
+use crate::control_node::{ControlNode, ControlNodeError};
 use crate::events_bus::EventsBus;
 use crate::projects::ProjectStore;
 use crate::runner::JobRunner;
@@ -40,6 +41,9 @@ pub enum ServeError {
         /// The last error.
         last: String,
     },
+    /// The control node's own receptor could not be started.
+    #[error(transparent)]
+    ControlNode(#[from] ControlNodeError),
     /// The API address could not be bound or serving failed.
     #[error("cannot serve the API on {addr}: {source}")]
     Api {
@@ -67,8 +71,23 @@ async fn control_node_id(config: &CoordinatorConfig) -> Result<String, ServeErro
     }
 }
 
-/// Runs the coordinator until `shutdown` is cancelled.
+/// Runs the coordinator until `shutdown` is cancelled. With `[control_node]` configured, the
+/// coordinator first starts the control node's receptor and stops it last.
 pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Result<(), ServeError> {
+    let control_node = match &config.control_node {
+        Some(settings) => {
+            Some(ControlNode::start(settings, &config.receptor_socket, &config.data_dir).await?)
+        }
+        None => None,
+    };
+    let served = serve(config, shutdown).await;
+    if let Some(node) = control_node {
+        node.stop().await;
+    }
+    served
+}
+
+async fn serve(config: CoordinatorConfig, shutdown: CancellationToken) -> Result<(), ServeError> {
     for dir in [&config.data_dir, &config.data_dir.join("jobs")] {
         std::fs::create_dir_all(dir).map_err(|source| ServeError::Dir {
             path: dir.display().to_string(),

@@ -1,5 +1,8 @@
 //! Real receptor meshes on loopback, configured by `meshrun-agent config`, with an optional
-//! coordinator on the control node.
+//! coordinator on the control node — or a coordinator that runs the control node's receptor
+//! itself ([`managed_control`]).
+
+pub mod managed_control;
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -40,6 +43,8 @@ pub struct NodeSpec {
     pub podman: bool,
     /// Extra TOML appended to the node's agent.toml (e.g. a `[capacity]` section).
     pub agent_extra: String,
+    /// Extra arguments for `meshrun-agent config` (e.g. `--work-verification-key PATH`).
+    pub config_args: Vec<String>,
 }
 
 impl NodeSpec {
@@ -52,7 +57,14 @@ impl NodeSpec {
             peers: Vec::new(),
             podman: false,
             agent_extra: String::new(),
+            config_args: Vec::new(),
         }
+    }
+
+    /// Passes `args` to `meshrun-agent config` too.
+    pub fn config_args(mut self, args: &[&str]) -> Self {
+        self.config_args.extend(args.iter().map(|a| a.to_string()));
+        self
     }
 
     /// Its jobs run in podman containers of the EE image.
@@ -115,8 +127,8 @@ pub struct Node {
     pub socket: PathBuf,
     /// Its listener port, if any.
     pub port: Option<u16>,
-    /// Its receptor process.
-    pub receptor: Proc,
+    /// Its receptor process; `None` when the coordinator runs it ([`managed_control`]).
+    pub receptor: Option<Proc>,
 }
 
 /// A mesh of nodes and maybe a coordinator; everything stops when it is dropped.
@@ -125,6 +137,7 @@ pub struct Mesh {
     pub nodes: BTreeMap<String, Node>,
     coordinator: Option<Proc>,
     api: Option<String>,
+    managed: Vec<managed_control::ControlFiles>,
     dir: TempDir,
 }
 
@@ -153,6 +166,7 @@ impl Mesh {
             nodes: BTreeMap::new(),
             coordinator: None,
             api: None,
+            managed: Vec::new(),
             dir,
         };
         for spec in specs {
@@ -164,6 +178,11 @@ impl Mesh {
     /// The mesh's folder.
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Starts one more node (its peers must be running and listen).
+    pub fn add(&mut self, spec: &NodeSpec) {
+        self.start_node(spec);
     }
 
     fn start_node(&mut self, spec: &NodeSpec) {
@@ -195,6 +214,7 @@ impl Mesh {
             let p = self.nodes[peer].port.expect("peers must listen");
             cmd.args(["--peer", &format!("127.0.0.1:{p}")]);
         }
+        cmd.args(&spec.config_args);
         let out = cmd.output().expect("meshrun-agent config");
         assert!(
             out.status.success(),
@@ -213,7 +233,7 @@ impl Mesh {
             dir,
             socket: socket.clone(),
             port,
-            receptor,
+            receptor: Some(receptor),
         };
         eventually(
             &format!("{}'s control socket", spec.name),
@@ -404,11 +424,18 @@ impl Mesh {
 impl Drop for Mesh {
     fn drop(&mut self) {
         if let Some(mut c) = self.coordinator.take() {
-            c.stop(Duration::from_secs(5));
+            // A coordinator running a control node's receptor gives it 10 s to stop.
+            let grace = if self.managed.is_empty() { 5 } else { 15 };
+            c.stop(Duration::from_secs(grace));
+        }
+        for files in &self.managed {
+            files.kill_leftover_receptor();
         }
         // Nodes are stopped in reverse order of start by dropping them.
-        while let Some((_, mut node)) = self.nodes.pop_last() {
-            node.receptor.stop(Duration::from_secs(5));
+        while let Some((_, node)) = self.nodes.pop_last() {
+            if let Some(mut receptor) = node.receptor {
+                receptor.stop(Duration::from_secs(5));
+            }
         }
         if std::env::var_os("MESHRUN_KEEP_TEST_DIRS").is_some() {
             let kept = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));

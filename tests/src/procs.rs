@@ -1,7 +1,7 @@
 //! Child processes the harness started, stopped when dropped: SIGTERM, then SIGKILL after a
 //! grace period. Only these PIDs are ever signalled.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -40,6 +40,27 @@ impl Proc {
     /// Whether it is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends `signal` to it (its PID only).
+    pub fn signal(&self, signal: Signal) {
+        let _ = kill(Pid::from_raw(self.child.id() as i32), signal);
+    }
+
+    /// Waits for it to exit; panics, naming it, after `patience`.
+    pub fn wait_exit(&mut self, patience: Duration) -> ExitStatus {
+        let deadline = Instant::now() + patience;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not exit within {patience:?}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Stops it: SIGTERM, then SIGKILL after `grace`.

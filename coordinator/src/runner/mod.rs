@@ -25,6 +25,8 @@ use crate::projects::ProjectStore;
 use crate::store::{Job, JobStatus, StatusChange, Store};
 use outcome::Outcome;
 
+/// How long a submit waits for a routable node's first advertisement.
+const ADVERTISEMENT_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 /// The extra submit key that tags a unit with its job id (shown by `work list`).
 pub const JOB_TAG_KEY: &str = "meshrun_job";
 
@@ -148,10 +150,7 @@ impl JobRunner {
         };
         let mut control = self.connect().await?;
         let controller = control.node_id().to_string();
-        let status = control
-            .status()
-            .await
-            .map_err(|e| JobFailure::new(format!("cannot read the mesh status: {e}")))?;
+        let status = self.status_with_advertisement(&mut control, &node).await?;
         let Some(route) = mesh::route(&status, &node) else {
             let known = mesh::routable_nodes(&status).join(", ");
             return Err(JobFailure::new(format!(
@@ -362,6 +361,36 @@ impl JobRunner {
         }
         self.inner.bus.changed(job.id);
         let _ = tokio::fs::remove_dir_all(self.inner.jobs_dir.join(job.id.to_string())).await;
+    }
+
+    /// The mesh status once `node` has advertised its work types (an unsigned submit to a node
+    /// that verifies signatures is refused, and whether it verifies is only in its
+    /// advertisement, which can arrive after the node becomes routable).
+    async fn status_with_advertisement(
+        &self,
+        control: &mut ControlClient,
+        node: &str,
+    ) -> Result<meshrun_shared::control_socket::Status, JobFailure> {
+        let deadline = tokio::time::Instant::now() + ADVERTISEMENT_WAIT;
+        loop {
+            let status = control
+                .status()
+                .await
+                .map_err(|e| JobFailure::new(format!("cannot read the mesh status: {e}")))?;
+            let routable = mesh::is_routable(&status, node);
+            let advertised =
+                node == status.node_id || mesh::advertised_work_types(&status, node).is_some();
+            if !routable || advertised {
+                return Ok(status);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(JobFailure::new(format!(
+                    "Instance {node} is routable but has not advertised its work types within {} s",
+                    ADVERTISEMENT_WAIT.as_secs()
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
     }
 
     async fn connect(&self) -> Result<ControlClient, JobFailure> {
