@@ -5,6 +5,8 @@
 //! - [`control_node`]: the control node's own receptor: keys, receptor.conf, supervision.
 //! - [`server`]: `run(config, shutdown)`: opens the store, starts the API and the job runner.
 //! - [`store`]: SQLite store of jobs and events (migrations in `migrations/`).
+//! - [`project_archive`]: tar + zstd project archives: deterministic packing, hostile-input-safe
+//!   unpacking.
 //! - [`projects`]: content-addressed project archives, checked on upload.
 //! - [`metrics`]: counters the loops update and `/metrics` renders.
 //! - [`mesh`]: what the control node's receptor `status` says about nodes and routes.
@@ -21,6 +23,7 @@ pub mod events_bus;
 pub mod inventory_hosts;
 pub mod mesh;
 pub mod metrics;
+pub mod project_archive;
 pub mod projects;
 pub mod runner;
 pub mod scheduler;
