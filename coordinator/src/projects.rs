@@ -1,17 +1,17 @@
-//! Content-addressed project archives. An upload is checked by extracting it (with the shared
-//! safe extractor) into a scratch dir before anything is stored; the same archive is stored once.
+//! Content-addressed project archives (tar + zstd). An upload is checked by unpacking it into a
+//! scratch dir before anything is stored; the same archive is stored once.
 
 use std::path::{Path, PathBuf};
 
-use meshrun_shared::runner_stream::archive::{self, ExtractLimits};
+use crate::project_archive::{self, ProjectArchiveError, UnpackLimits};
 use sha2::{Digest, Sha256};
 
 /// Why an archive was refused or could not be stored.
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectError {
-    /// The archive is not a safe, well-formed zip.
-    #[error("project archive refused: {0}")]
-    Refused(#[from] archive::ArchiveError),
+    /// The archive is not a safe, well-formed tar + zstd archive.
+    #[error("{0}")]
+    Refused(#[from] ProjectArchiveError),
     /// The archive holds no files.
     #[error("project archive refused: it contains no files")]
     Empty,
@@ -41,7 +41,7 @@ pub struct StoredArchive {
 #[derive(Debug, Clone)]
 pub struct ProjectStore {
     dir: PathBuf,
-    limits: ExtractLimits,
+    limits: UnpackLimits,
 }
 
 fn check_id(sha: &str) -> Result<(), ProjectError> {
@@ -56,31 +56,15 @@ fn check_id(sha: &str) -> Result<(), ProjectError> {
     }
 }
 
-fn list_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let ty = entry.file_type()?;
-        let path = entry.path();
-        if ty.is_dir() {
-            list_files(root, &path, out)?;
-        } else if ty.is_file()
-            && let Ok(rel) = path.strip_prefix(root)
-        {
-            out.push(rel.to_string_lossy().into_owned());
-        }
-    }
-    Ok(())
-}
-
 impl ProjectStore {
     /// A store below `dir` (created if missing).
-    pub fn new(dir: PathBuf, limits: ExtractLimits) -> std::io::Result<Self> {
+    pub fn new(dir: PathBuf, limits: UnpackLimits) -> std::io::Result<Self> {
         std::fs::create_dir_all(&dir)?;
         Ok(ProjectStore { dir, limits })
     }
 
     fn zip_path(&self, sha: &str) -> PathBuf {
-        self.dir.join(format!("{sha}.zip"))
+        self.dir.join(format!("{sha}.tar.zst"))
     }
 
     fn manifest_path(&self, sha: &str) -> PathBuf {
@@ -94,13 +78,11 @@ impl ProjectStore {
             return Ok(existing);
         }
         let scratch = tempfile::tempdir_in(&self.dir)?;
-        archive::extract_zip(std::io::Cursor::new(bytes), scratch.path(), &self.limits)?;
-        let mut files = Vec::new();
-        list_files(scratch.path(), scratch.path(), &mut files)?;
+        let unpacked = project_archive::unpack(bytes, &scratch.path().join("p"), &self.limits)?;
+        let files = unpacked.files;
         if files.is_empty() {
             return Err(ProjectError::Empty);
         }
-        files.sort();
         let tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
         std::fs::write(tmp.path(), bytes)?;
         let manifest = tempfile::NamedTempFile::new_in(&self.dir)?;
@@ -144,7 +126,7 @@ impl ProjectStore {
         check_id(sha)?;
         let file = std::fs::File::open(self.zip_path(sha))
             .map_err(|_| ProjectError::Unknown(sha.to_string()))?;
-        archive::extract_zip(std::io::BufReader::new(file), dest, &self.limits)?;
+        project_archive::unpack(std::io::BufReader::new(file), dest, &self.limits)?;
         Ok(())
     }
 }

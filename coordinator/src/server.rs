@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use meshrun_shared::control_socket::ControlClient;
-use meshrun_shared::runner_stream::archive::ExtractLimits;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
@@ -102,13 +101,14 @@ async fn serve(config: CoordinatorConfig, shutdown: CancellationToken) -> Result
     }
     let store = Store::open(&config.database).await?;
     let projects_dir = config.data_dir.join("projects");
-    let projects =
-        ProjectStore::new(projects_dir.clone(), ExtractLimits::default()).map_err(|source| {
-            ServeError::Dir {
-                path: projects_dir.display().to_string(),
-                source,
-            }
-        })?;
+    let projects = ProjectStore::new(
+        projects_dir.clone(),
+        crate::project_archive::UnpackLimits::default(),
+    )
+    .map_err(|source| ServeError::Dir {
+        path: projects_dir.display().to_string(),
+        source,
+    })?;
     let node_id = control_node_id(&config).await?;
     tracing::info!(node_id = %node_id, socket = %config.receptor_socket.display(), "connected to the control node's receptor");
     let bus = EventsBus::default();

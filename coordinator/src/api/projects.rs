@@ -1,4 +1,4 @@
-//! `POST /api/v2/project_archives/`: upload a project (a zip), checked and stored by digest.
+//! `POST /api/v2/project_archives/`: upload a project (tar + zstd), checked and stored by digest.
 
 use axum::Json;
 use axum::body::Bytes;

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail};
 use clap::{Args, Subcommand};
 use futures::StreamExt;
-use meshrun_shared::runner_stream::archive::zip_dir;
 use serde_json::{Map, Value, json};
 
 use super::client::Client;
@@ -125,13 +124,12 @@ fn parse_extra_vars(items: &[String]) -> anyhow::Result<Map<String, Value>> {
     Ok(vars)
 }
 
-fn zip_project(dir: &Path) -> anyhow::Result<Vec<u8>> {
+fn pack_project(dir: &Path) -> anyhow::Result<Vec<u8>> {
     if !dir.is_dir() {
         bail!("project directory {} does not exist", dir.display());
     }
-    let cursor = zip_dir(dir, std::io::Cursor::new(Vec::new()), None)
-        .with_context(|| format!("cannot pack project directory {}", dir.display()))?;
-    Ok(cursor.into_inner())
+    crate::project_archive::pack(dir, Vec::new(), crate::project_archive::DEFAULT_LEVEL)
+        .with_context(|| format!("cannot pack project directory {}", dir.display()))
 }
 
 async fn run_job(client: &Client, args: &RunArgs) -> anyhow::Result<ExitCode> {
@@ -140,9 +138,9 @@ async fn run_job(client: &Client, args: &RunArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot read inventory {}", args.inventory.display()))?;
     let extra_vars = parse_extra_vars(&args.extra_vars)?;
     let dir = args.project_dir.clone();
-    let archive = tokio::task::spawn_blocking(move || zip_project(&dir)).await??;
+    let archive = tokio::task::spawn_blocking(move || pack_project(&dir)).await??;
     let stored = client
-        .post_bytes("/api/v2/project_archives/", "application/zip", archive)
+        .post_bytes("/api/v2/project_archives/", "application/zstd", archive)
         .await?;
     let sha = stored
         .get("sha256")
