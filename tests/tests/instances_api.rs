@@ -258,6 +258,9 @@ fn instances_list_filter_order_page_and_patch() {
         forks: Some(forks),
         verbosity: None,
         requested_node: Some("ghost-1".into()),
+        task_impact: meshrun_shared::capacity::task_impact(None, Some(forks)),
+        instance_group: "default".into(),
+        host_count: None,
     };
     let on_ghost = StatusChange {
         execution_node: Some("ghost-1"),

@@ -7,24 +7,22 @@
 //! job figures (`jobs_running`, `jobs_total`, `consumed_capacity`) are read from the jobs table
 //! at request time.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use meshrun_shared::capacity;
 use meshrun_shared::node_type::NodeType;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sqlx::Row;
 
 use super::page::{PageQuery, Paged};
 use super::{ApiError, AppState};
 use crate::store::{
-    HealthCheckRecord, INSTANCE_ORDER_FIELDS, Instance, InstanceFilter, NodeState, Page, Store,
-    StoreError,
+    HealthCheckRecord, INSTANCE_ORDER_FIELDS, Instance, InstanceFilter, NodeLoad, NodeState, Page,
+    Store, StoreError,
 };
 
 /// A health check asked for longer ago than this and still unfinished is considered lost (the
@@ -36,77 +34,6 @@ const HEALTH_HISTORY: i64 = 10;
 
 /// Fields a PATCH may set.
 const PATCHABLE: &str = "enabled and capacity_adjustment";
-
-/// What the jobs table says about one node.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct JobLoad {
-    /// Active jobs executing on it (waiting, submitting, running).
-    pub running: i64,
-    /// Every job that executed (or is placed to execute) on it.
-    pub total: i64,
-    /// Sum of the task impact of its active jobs.
-    pub execution_impact: i64,
-    /// Active jobs it controls.
-    pub controlled: i64,
-}
-
-impl JobLoad {
-    /// AWX's consumed capacity: execution impact on nodes that run jobs, plus the controller's
-    /// share on nodes that control them.
-    pub fn consumed(&self, node_type: NodeType) -> i64 {
-        let exec = if node_type.runs_user_jobs() {
-            self.execution_impact
-        } else {
-            0
-        };
-        let control = if matches!(node_type, NodeType::Control | NodeType::Hybrid) {
-            self.controlled * capacity::CONTROL_TASK_IMPACT
-        } else {
-            0
-        };
-        exec + control
-    }
-}
-
-/// Active statuses as SQL text (they are constants, not input).
-const ACTIVE_SQL: &str = "('waiting', 'submitting', 'running')";
-
-/// Job figures per node name. Jobs carry no host count yet, so a job's impact is AWX's rule with
-/// forks standing in for hosts (`forks or 5, + 1`): an upper bound, never an underestimate.
-// The queries read only the columns they need (inventories can be large); they belong with the
-// job store and read its table directly until it offers them.
-pub async fn job_load(store: &Store) -> Result<HashMap<String, JobLoad>, StoreError> {
-    let mut load: HashMap<String, JobLoad> = HashMap::new();
-    let totals = sqlx::query(
-        "SELECT execution_node, COUNT(*) AS total FROM jobs \
-         WHERE execution_node IS NOT NULL GROUP BY execution_node",
-    )
-    .fetch_all(&store.pool)
-    .await?;
-    for row in totals {
-        let host: String = row.try_get("execution_node")?;
-        load.entry(host).or_default().total = row.try_get("total")?;
-    }
-    let active = sqlx::query(&format!(
-        "SELECT execution_node, controller_node, forks FROM jobs WHERE status IN {ACTIVE_SQL}"
-    ))
-    .fetch_all(&store.pool)
-    .await?;
-    for row in active {
-        let exec: Option<String> = row.try_get("execution_node")?;
-        let ctrl: Option<String> = row.try_get("controller_node")?;
-        let forks: Option<i64> = row.try_get("forks")?;
-        if let Some(host) = exec {
-            let l = load.entry(host).or_default();
-            l.running += 1;
-            l.execution_impact += capacity::task_impact(None, forks);
-        }
-        if let Some(host) = ctrl {
-            load.entry(host).or_default().controlled += 1;
-        }
-    }
-    Ok(load)
-}
 
 fn parse_time(s: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)
@@ -184,7 +111,7 @@ pub fn percent_remaining(capacity: i64, consumed: i64) -> f64 {
 
 impl InstanceView {
     /// Builds the view of `i` given the jobs table's figures for it.
-    pub fn new(i: &Instance, load: JobLoad) -> Self {
+    pub fn new(i: &Instance, load: NodeLoad) -> Self {
         let url = format!("/api/v2/instances/{}/", i.id);
         let mut related = BTreeMap::new();
         if i.node_type.runs_user_jobs() {
@@ -321,7 +248,7 @@ pub async fn list(
         offset,
     )
     .await?;
-    let load = job_load(&state.store).await?;
+    let load = state.store.node_loads().await?;
     let mut extra = String::new();
     for (key, value) in [
         ("node_type", q.node_type.as_deref()),
@@ -362,7 +289,7 @@ async fn load_instance(state: &AppState, id: i64) -> Result<Instance, ApiError> 
 }
 
 async fn view(state: &AppState, i: &Instance) -> Result<InstanceView, ApiError> {
-    let load = job_load(&state.store).await?;
+    let load = state.store.node_loads().await?;
     Ok(InstanceView::new(
         i,
         load.get(&i.hostname).copied().unwrap_or_default(),
@@ -654,7 +581,7 @@ mod tests {
 
     #[test]
     fn consumed_capacity_follows_the_node_type() {
-        let l = JobLoad {
+        let l = NodeLoad {
             running: 2,
             total: 5,
             execution_impact: 12,
@@ -723,7 +650,7 @@ mod tests {
         i.cpu = 8.0;
         i.capacity_adjustment = 0.5;
         i.listener_address = Some("127.0.0.1:27199".into());
-        let v = serde_json::to_value(InstanceView::new(&i, JobLoad::default())).unwrap();
+        let v = serde_json::to_value(InstanceView::new(&i, NodeLoad::default())).unwrap();
         assert_eq!(v["cpu"], "8.0");
         assert_eq!(v["capacity_adjustment"], "0.50");
         assert_eq!(v["type"], "instance");

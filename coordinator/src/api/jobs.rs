@@ -11,12 +11,14 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::Stream;
 use futures::stream::{self, StreamExt};
+use meshrun_shared::capacity;
 use meshrun_shared::node_id::NodeId;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::page::{PageQuery, Paged};
 use super::{ApiError, AppState};
+use crate::inventory_hosts;
 use crate::projects::ProjectError;
 use crate::store::{EventRow, Job, JobStatus, NewJob};
 
@@ -38,6 +40,7 @@ pub struct CreateJob {
     forks: Option<i64>,
     verbosity: Option<i64>,
     execution_node: String,
+    instance_group: Option<String>,
 }
 
 fn check_playbook(playbook: &str, files: &[String]) -> Result<(), ApiError> {
@@ -139,6 +142,7 @@ pub async fn create(
         Err(e) => return Err(ApiError::internal(e)),
     };
     let node = validate(&body, &archive.files)?;
+    let host_count = inventory_hosts::count_hosts(&body.inventory);
     let new = NewJob {
         name: body.name.clone().unwrap_or_else(|| body.playbook.clone()),
         playbook: body.playbook.clone(),
@@ -149,6 +153,12 @@ pub async fn create(
         forks: body.forks,
         verbosity: body.verbosity,
         requested_node: Some(node.to_string()),
+        task_impact: capacity::task_impact(host_count, body.forks),
+        instance_group: body
+            .instance_group
+            .clone()
+            .unwrap_or_else(|| "default".into()),
+        host_count,
     };
     let job = state.store.create_job(&new).await?;
     state.runner.spawn(job.id);

@@ -14,7 +14,6 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use meshrun_shared::node_type::NodeType;
 
-use super::instances::job_load;
 use super::{ApiError, AppState};
 use crate::metrics::{DurationStat, Metrics};
 use crate::store::NodeState;
@@ -200,7 +199,7 @@ pub fn render(node_id: &str, nodes: &[NodeFigures], m: &Metrics) -> String {
 /// `GET /metrics`.
 pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let instances = state.store.all_instances().await?;
-    let load = job_load(&state.store).await?;
+    let load = state.store.node_loads().await?;
     let nodes: Vec<NodeFigures> = instances
         .into_iter()
         .map(|i| NodeFigures {

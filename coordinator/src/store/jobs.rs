@@ -1,8 +1,11 @@
 //! Job rows, their status machine, and their events.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
+use meshrun_shared::capacity;
+use meshrun_shared::node_type::NodeType;
 use serde::Serialize;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
@@ -113,6 +116,12 @@ pub struct NewJob {
     pub verbosity: Option<i64>,
     /// The execution node the caller asked for.
     pub requested_node: Option<String>,
+    /// Its impact on the execution node (hosts and forks, as AWX).
+    pub task_impact: i64,
+    /// Its instance group.
+    pub instance_group: String,
+    /// Hosts in its inventory, when they could be counted.
+    pub host_count: Option<i64>,
 }
 
 /// A stored job.
@@ -144,6 +153,12 @@ pub struct Job {
     pub verbosity: Option<i64>,
     /// The node the caller asked for.
     pub requested_node: Option<String>,
+    /// Its impact on the execution node.
+    pub task_impact: i64,
+    /// Its instance group.
+    pub instance_group: String,
+    /// Hosts in its inventory, when they could be counted.
+    pub host_count: Option<i64>,
     /// The node that controls the job (its receptor submitted the unit).
     pub controller_node: Option<String>,
     /// The node the job ran on.
@@ -237,6 +252,9 @@ fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {
         forks: row.try_get("forks")?,
         verbosity: row.try_get("verbosity")?,
         requested_node: row.try_get("requested_node")?,
+        task_impact: row.try_get("task_impact")?,
+        instance_group: row.try_get("instance_group")?,
+        host_count: row.try_get("host_count")?,
         controller_node: row.try_get("controller_node")?,
         execution_node: row.try_get("execution_node")?,
         execution_route: row.try_get("execution_route")?,
@@ -256,8 +274,8 @@ impl Store {
     pub async fn create_job(&self, new: &NewJob) -> Result<Job, StoreError> {
         let row = sqlx::query(
             "INSERT INTO jobs (name, status, playbook, project_sha256, inventory, extra_vars, \
-             limit_hosts, forks, verbosity, requested_node, created) \
-             VALUES ($1, 'pending', $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *",
+             limit_hosts, forks, verbosity, requested_node, created, task_impact, instance_group, host_count) \
+             VALUES ($1, 'pending', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING *",
         )
         .bind(&new.name)
         .bind(&new.playbook)
@@ -269,6 +287,9 @@ impl Store {
         .bind(new.verbosity)
         .bind(&new.requested_node)
         .bind(now())
+        .bind(new.task_impact)
+        .bind(&new.instance_group)
+        .bind(new.host_count)
         .fetch_one(&self.pool)
         .await?;
         job_from_row(&row)
@@ -463,5 +484,73 @@ impl Store {
             out.push('\n');
         }
         Ok(out)
+    }
+}
+
+/// What the jobs table says about one node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeLoad {
+    /// Active jobs executing on it (waiting, submitting, running).
+    pub running: i64,
+    /// Every job that executed (or is placed to execute) on it.
+    pub total: i64,
+    /// Sum of the task impact of its active jobs.
+    pub execution_impact: i64,
+    /// Active jobs it controls.
+    pub controlled: i64,
+}
+
+impl NodeLoad {
+    /// AWX's consumed capacity: execution impact on nodes that run jobs, plus the controller's
+    /// share on nodes that control them.
+    pub fn consumed(&self, node_type: NodeType) -> i64 {
+        let exec = if node_type.runs_user_jobs() {
+            self.execution_impact
+        } else {
+            0
+        };
+        let control = if matches!(node_type, NodeType::Control | NodeType::Hybrid) {
+            self.controlled * capacity::CONTROL_TASK_IMPACT
+        } else {
+            0
+        };
+        exec + control
+    }
+}
+
+impl Store {
+    /// Job figures per node name (active = waiting, submitting, running).
+    pub async fn node_loads(&self) -> Result<HashMap<String, NodeLoad>, StoreError> {
+        let mut load: HashMap<String, NodeLoad> = HashMap::new();
+        let totals = sqlx::query(
+            "SELECT execution_node, COUNT(*) AS total FROM jobs \
+             WHERE execution_node IS NOT NULL GROUP BY execution_node",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for row in totals {
+            let host: String = row.try_get("execution_node")?;
+            load.entry(host).or_default().total = row.try_get("total")?;
+        }
+        let active = sqlx::query(
+            "SELECT execution_node, controller_node, task_impact FROM jobs \
+             WHERE status IN ('waiting', 'submitting', 'running')",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for row in active {
+            let exec: Option<String> = row.try_get("execution_node")?;
+            let ctrl: Option<String> = row.try_get("controller_node")?;
+            let impact: i64 = row.try_get("task_impact")?;
+            if let Some(host) = exec {
+                let l = load.entry(host).or_default();
+                l.running += 1;
+                l.execution_impact += impact;
+            }
+            if let Some(host) = ctrl {
+                load.entry(host).or_default().controlled += 1;
+            }
+        }
+        Ok(load)
     }
 }

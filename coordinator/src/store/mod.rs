@@ -18,7 +18,7 @@ pub use instances::{
     HealthCheckRecord, INSTANCE_ORDER_FIELDS, Instance, InstanceFilter, Link, NewInstance,
     NodeState,
 };
-pub use jobs::{EventRow, Job, JobStatus, NewJob, Page, StatusChange};
+pub use jobs::{EventRow, Job, JobStatus, NewJob, NodeLoad, Page, StatusChange};
 
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
