@@ -13,9 +13,10 @@ export CONTAINERS_CONF := $(CURDIR)/packaging/podman/containers.conf
 
 # Integration tests that need a real receptor (and podman with the EE image).
 MESH_TESTS := --test mesh_jobs --test podman_jobs --test agent_run_supervises_receptor \
-              --test leftovers_and_cleanup --test instances_api --test control_node_receptor
+              --test leftovers_and_cleanup --test instances_api --test control_node_receptor \
+              --test discovery_finds_nodes --test node_loss_and_return
 
-.PHONY: demo test build venv receptor podman ee-image lint bench-agent clean-tools mesh-up mesh-down
+.PHONY: demo test build venv receptor podman ee-image lint bench-agent bench-discovery clean-tools mesh-up mesh-down
 
 ## demo: bring up control + hop + 2 execution nodes in a temp dir and run a playbook through them
 demo: build venv receptor ee-image
@@ -63,6 +64,11 @@ ee-image: podman
 bench-agent: venv ee-image
 	$(CARGO) build --release -p meshrun-agent -p meshrun-coordinator
 	$(CARGO) run --release -p meshrun-tests --bin bench-agent -- $(or $(RUNS),10)
+
+## bench-discovery: discovery and loss latency on a real mesh, reconcile cost on 1,000 synthetic nodes
+bench-discovery: venv receptor
+	$(CARGO) build --release -p meshrun-agent -p meshrun-coordinator
+	MESHRUN_RECEPTOR=$(RECEPTOR) $(CARGO) run --release -p meshrun-tests --bin bench-discovery
 
 ## lint: formatting and clippy, as CI runs them
 lint:

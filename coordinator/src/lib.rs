@@ -3,6 +3,8 @@
 //! # Layout
 //! - [`config`]: the coordinator's config file.
 //! - [`control_node`]: the control node's own receptor: keys, receptor.conf, supervision.
+//! - [`discovery`]: reads `status` every few seconds and keeps the instances in line with it.
+//! - [`health`]: health checks (`--worker-info` through receptor) and their schedule.
 //! - [`server`]: `run(config, shutdown)`: opens the store, starts the API and the job runner.
 //! - [`store`]: SQLite store of jobs and events (migrations in `migrations/`).
 //! - [`project_archive`]: tar + zstd project archives: deterministic packing, hostile-input-safe
@@ -19,7 +21,9 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod control_node;
+pub mod discovery;
 pub mod events_bus;
+pub mod health;
 pub mod inventory_hosts;
 pub mod mesh;
 pub mod metrics;

@@ -112,16 +112,39 @@ async fn serve(config: CoordinatorConfig, shutdown: CancellationToken) -> Result
     let node_id = control_node_id(&config).await?;
     tracing::info!(node_id = %node_id, socket = %config.receptor_socket.display(), "connected to the control node's receptor");
     let bus = EventsBus::default();
+    let scheduler_wake = std::sync::Arc::new(tokio::sync::Notify::new());
     let runner = JobRunner::new(
         &config,
         store.clone(),
         projects.clone(),
         bus.clone(),
         shutdown.clone(),
+        scheduler_wake.clone(),
     );
     runner.resume_all().await?;
+    crate::scheduler::Scheduler::new(store.clone(), runner.clone(), scheduler_wake.clone())
+        .spawn(shutdown.clone());
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
     let health_wakeup = std::sync::Arc::new(tokio::sync::Notify::new());
+    let (checker, health_task) = crate::health::start(
+        &config,
+        crate::health::HealthDeps {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            control_node: node_id.clone(),
+            wakeup: health_wakeup.clone(),
+            shutdown: shutdown.clone(),
+        },
+    );
+    let discovery_task = crate::discovery::start(
+        &config,
+        crate::discovery::DiscoveryDeps {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            checker,
+            shutdown: shutdown.clone(),
+        },
+    );
     let state = AppState {
         store: store.clone(),
         projects,
@@ -130,6 +153,7 @@ async fn serve(config: CoordinatorConfig, shutdown: CancellationToken) -> Result
         node_id,
         metrics,
         health_wakeup,
+        scheduler_wake,
     };
     let listener = tokio::net::TcpListener::bind(config.api_listen)
         .await
@@ -147,6 +171,9 @@ async fn serve(config: CoordinatorConfig, shutdown: CancellationToken) -> Result
             addr: config.api_listen.to_string(),
             source,
         })?;
+    // The API stops only on shutdown; let the loops finish their last writes first.
+    let _ = discovery_task.await;
+    let _ = health_task.await;
     store.close().await;
     Ok(())
 }

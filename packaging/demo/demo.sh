@@ -9,7 +9,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 bin=$root/target/debug
 receptor=${MESHRUN_RECEPTOR:?set MESHRUN_RECEPTOR to the receptor binary (make demo does)}
 venv=${MESHRUN_VENV:?set MESHRUN_VENV to the ansible-runner venv (make demo does)}
-target_node=${MESHRUN_DEMO_NODE:-exec1}
+target_node=${MESHRUN_DEMO_NODE:-}
 work=$(mktemp -d /tmp/meshrun-demo.XXXXXX)
 pids=()
 
@@ -51,6 +51,13 @@ TOML
   "$receptor" -c "$dir/receptor.conf" > "$dir/receptor.log" 2>&1 &
   pids+=($!)
   echo "started $type node $name (receptor pid $!)"
+  # Start the next node only once this one is up: receptor advertises its work types ~5 s
+  # after start and then only every 60 s, so a link that comes up late (a dial that failed
+  # because the listener was not ready yet waits 5-20 s to retry) hides the node for a minute.
+  for _ in $(seq 1 100); do
+    [ -S "$dir/receptor.sock" ] && break
+    sleep 0.1
+  done
 }
 
 # routable NODES...: true once the control node's receptor has a route to every one of them.
@@ -98,8 +105,9 @@ echo "mesh up: control <- hop <- exec1, exec2 (all routable from control)"
 echo
 
 set +e
+# The scheduler places the job (MESHRUN_DEMO_NODE pins it to one node instead).
 MESHRUN_URL="http://127.0.0.1:$api_port" "$bin/meshrun" job run "$root/packaging/demo/project" hello.yml \
-  -i "$root/packaging/demo/inventory.ini" --node "$target_node" --follow
+  -i "$root/packaging/demo/inventory.ini" ${target_node:+--node "$target_node"} --follow
 rc=$?
 set -e
 echo

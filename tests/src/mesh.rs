@@ -1,6 +1,7 @@
 //! Real receptor meshes on loopback, configured by `meshrun-agent config`, with an optional
 //! coordinator on the control node — or a coordinator that runs the control node's receptor
-//! itself ([`managed_control`]).
+//! itself ([`managed_control`]). Nodes may be added, stopped and restarted while the mesh
+//! runs, and the coordinator's store can be read directly (SQLite WAL allows a second reader).
 
 pub mod managed_control;
 
@@ -10,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use meshrun_coordinator::store::{HealthCheckRecord, Instance, Link, Store};
 use meshrun_shared::control_socket::{
     ControlClient, ControlError, Status, SubmitRequest, UnitStatus,
 };
@@ -129,6 +131,10 @@ pub struct Node {
     pub port: Option<u16>,
     /// Its receptor process; `None` when the coordinator runs it ([`managed_control`]).
     pub receptor: Option<Proc>,
+    /// Its receptor.conf.
+    pub conf: PathBuf,
+    /// How many times its receptor was started.
+    pub starts: u32,
 }
 
 /// A mesh of nodes and maybe a coordinator; everything stops when it is dropped.
@@ -138,6 +144,8 @@ pub struct Mesh {
     coordinator: Option<Proc>,
     api: Option<String>,
     managed: Vec<managed_control::ControlFiles>,
+    database: Option<PathBuf>,
+    coordinator_node: Option<String>,
     dir: TempDir,
 }
 
@@ -153,7 +161,31 @@ impl Mesh {
         ]);
         mesh.wait_routable("control", &["hop", "exec1", "exec2"]);
         mesh.start_coordinator("control");
+        mesh.wait_discovered(&["control", "hop", "exec1", "exec2"]);
         mesh
+    }
+
+    /// Waits until the coordinator has registered and health-checked `nodes` and released its
+    /// health-check units, so a test starts from a settled mesh (no check units in `work
+    /// list`).
+    pub fn wait_discovered(&self, nodes: &[&str]) {
+        let control = self.coordinator_node.clone().expect("coordinator started");
+        eventually(
+            &format!("the coordinator to discover and check {nodes:?}"),
+            Duration::from_secs(60),
+            || {
+                let instances = self.instances();
+                let checked = nodes.iter().all(|n| {
+                    instances.iter().any(|i| {
+                        i.hostname == *n
+                            && (i.last_health_check.is_some()
+                                || i.node_type == meshrun_shared::node_type::NodeType::Hop)
+                            && i.health_check_started <= i.last_health_check
+                    })
+                });
+                (checked && self.work_list(&control).is_empty()).then_some(())
+            },
+        );
     }
 
     /// Starts receptors for `specs`, in order.
@@ -167,6 +199,8 @@ impl Mesh {
             coordinator: None,
             api: None,
             managed: Vec::new(),
+            database: None,
+            coordinator_node: None,
             dir,
         };
         for spec in specs {
@@ -183,6 +217,47 @@ impl Mesh {
     /// Starts one more node (its peers must be running and listen).
     pub fn add(&mut self, spec: &NodeSpec) {
         self.start_node(spec);
+    }
+
+    /// Starts one more node (its peers must be running already) and waits for its socket.
+    pub fn add_node(&mut self, spec: &NodeSpec) {
+        assert!(
+            !self.nodes.contains_key(&spec.name),
+            "node {} exists already",
+            spec.name
+        );
+        self.start_node(spec);
+    }
+
+    /// Stops `node`'s receptor (SIGTERM, then SIGKILL) and keeps its folder and config.
+    pub fn stop_node(&mut self, node: &str) {
+        let n = self.nodes.get_mut(node).expect("known node");
+        if let Some(r) = n.receptor.as_mut() {
+            r.stop(Duration::from_secs(5));
+        }
+    }
+
+    /// Starts `node`'s receptor again with the same config and data, after [`stop_node`].
+    ///
+    /// [`stop_node`]: Mesh::stop_node
+    pub fn restart_node(&mut self, node: &str) {
+        let n = self.nodes.get_mut(node).expect("known node");
+        assert!(
+            !n.receptor.as_mut().is_some_and(|r| r.is_running()),
+            "{node} is still running"
+        );
+        n.starts += 1;
+        n.receptor = Some(Proc::spawn(
+            &format!("receptor {node}"),
+            Command::new(env::receptor()).arg("-c").arg(&n.conf),
+            &n.dir.join(format!("receptor.{}.log", n.starts)),
+        ));
+        let socket = n.socket.clone();
+        eventually(
+            &format!("{node}'s control socket after a restart"),
+            Duration::from_secs(15),
+            || block_on(ControlClient::connect_unix(&socket)).ok(),
+        );
     }
 
     fn start_node(&mut self, spec: &NodeSpec) {
@@ -234,6 +309,8 @@ impl Mesh {
             socket: socket.clone(),
             port,
             receptor: Some(receptor),
+            conf,
+            starts: 1,
         };
         eventually(
             &format!("{}'s control socket", spec.name),
@@ -245,6 +322,12 @@ impl Mesh {
 
     /// Starts meshrun-coordinator on `node` and waits for its API.
     pub fn start_coordinator(&mut self, node: &str) {
+        self.start_coordinator_with(node, "");
+    }
+
+    /// Starts meshrun-coordinator on `node` with `extra` appended to its config (e.g.
+    /// `"[discovery]\ngrace_secs = 3\n"`) and waits for its API.
+    pub fn start_coordinator_with(&mut self, node: &str, extra: &str) {
         let dir = self.nodes[node].dir.clone();
         let port = free_port();
         let config = dir.join("coordinator.toml");
@@ -252,12 +335,14 @@ impl Mesh {
             &config,
             format!(
                 "api_listen = \"127.0.0.1:{port}\"\ndatabase = \"{d}/meshrun.db\"\n\
-                 data_dir = \"{d}/coordinator\"\nreceptor_socket = \"{s}\"\n",
+                 data_dir = \"{d}/coordinator\"\nreceptor_socket = \"{s}\"\n{extra}",
                 d = dir.display(),
                 s = self.nodes[node].socket.display()
             ),
         )
         .expect("coordinator.toml");
+        self.database = Some(dir.join("meshrun.db"));
+        self.coordinator_node = Some(node.to_string());
         let mut cmd = Command::new(env::bin("meshrun-coordinator"));
         cmd.arg("serve").arg("--config").arg(&config);
         self.coordinator = Some(Proc::spawn(
@@ -409,6 +494,58 @@ impl Mesh {
                     .then_some(())
             },
         );
+    }
+
+    /// Reads the coordinator's store with `read` (opened and closed around the call).
+    pub fn read_store<T>(
+        &self,
+        read: impl AsyncFnOnce(&Store) -> Result<T, meshrun_coordinator::store::StoreError>,
+    ) -> T {
+        let path = self.database.clone().expect("coordinator not started");
+        block_on(async {
+            let store = Store::open(&path).await?;
+            let out = read(&store).await;
+            store.close().await;
+            out
+        })
+        .unwrap_or_else(|e| panic!("reading the coordinator's store {}: {e}", path.display()))
+    }
+
+    /// Every instance the coordinator stores.
+    pub fn instances(&self) -> Vec<Instance> {
+        self.read_store(async |s| s.all_instances().await)
+    }
+
+    /// The stored instance `hostname`, if any.
+    pub fn instance(&self, hostname: &str) -> Option<Instance> {
+        self.read_store(async |s| s.instance_by_hostname(hostname).await)
+    }
+
+    /// The stored links.
+    pub fn links(&self) -> Vec<Link> {
+        self.read_store(async |s| s.links().await)
+    }
+
+    /// The newest health checks of `hostname`, newest first.
+    pub fn health_checks(&self, hostname: &str) -> Vec<HealthCheckRecord> {
+        self.read_store(async |s| match s.instance_by_hostname(hostname).await? {
+            Some(i) => s.health_checks(i.id, 1000).await,
+            None => Ok(Vec::new()),
+        })
+    }
+
+    /// What `meshrun-agent worker --worker-info` says on `node` (same agent.toml as receptor
+    /// gives it), parsed as the coordinator parses it.
+    pub fn worker_info(&self, node: &str) -> meshrun_shared::worker_info::WorkerInfo {
+        let out = Command::new(env::bin("meshrun-agent"))
+            .arg("--config")
+            .arg(self.nodes[node].dir.join("agent.toml"))
+            .args(["worker", "--worker-info"])
+            .output()
+            .expect("meshrun-agent worker --worker-info");
+        assert!(out.status.success(), "worker-info on {node}: {out:?}");
+        meshrun_shared::worker_info::parse(&String::from_utf8_lossy(&out.stdout))
+            .unwrap_or_else(|e| panic!("worker-info on {node}: {e}"))
     }
 
     /// The coordinator's log so far (for failure messages).

@@ -6,15 +6,12 @@
 //! health loop working on the real nodes leaves them alone; assertions look only at those names,
 //! never at the total number of instances.
 
-use std::io::Read;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use meshrun_coordinator::store::{
-    HealthCheckRecord, JobStatus, NewInstance, NewJob, NodeState, StatusChange, Store, now,
+    JobStatus, NewInstance, NewJob, NodeState, StatusChange, Store, now,
 };
 use meshrun_shared::node_type::NodeType;
-use meshrun_tests::env;
 use meshrun_tests::mesh::Mesh;
 use meshrun_tests::wait::eventually;
 use reqwest::StatusCode;
@@ -364,18 +361,6 @@ fn instances_list_filter_order_page_and_patch() {
     );
 }
 
-/// Kills and reaps the child if the test ends before it did.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-        }
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn health_check_requests_are_pending_until_answered() {
     let mesh = Mesh::demo();
@@ -407,96 +392,47 @@ fn health_check_requests_are_pending_until_answered() {
     assert!(refused["detail"].as_str().unwrap().contains("hop"));
     assert_eq!(post_health_check(&mesh, 999_999).0, StatusCode::NOT_FOUND);
 
-    // The CLI asks for the check (by hostname) and waits for its result.
-    let cli = Command::new(env::bin("meshrun"))
-        .args(["instances", "health-check", "ghost-1", "--timeout", "120"])
-        .env("MESHRUN_URL", mesh.api())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("meshrun");
-    let mut cli = ChildGuard(cli);
-    let pending = eventually(
-        "the CLI's request to make the check pending",
-        Duration::from_secs(30),
-        || {
-            let (_, hc) = get(&mesh, &hc_path);
-            (hc["health_check_pending"] == true).then_some(hc)
-        },
+    // The real health loop answers: the CLI asks for a check of exec1 (by hostname) and waits.
+    let exec1 = mesh.instance("exec1").expect("exec1 discovered");
+    let exec1_hc = format!("/api/v2/instances/{}/health_check/", exec1.id);
+    let (_, before) = get(&mesh, &exec1_hc);
+    let history_before = before["history"].as_array().map_or(0, Vec::len);
+    let out = mesh.meshrun(&["instances", "health-check", "exec1", "--timeout", "120"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    let (_, listed) = get(&mesh, &format!("/api/v2/instances/{one}/"));
-    assert_eq!(listed["health_check_pending"], true);
-    assert_eq!(
-        listed["health_check_started"],
-        pending["health_check_started"]
+    assert!(stdout.starts_with("exec1: healthy\n"), "{stdout}");
+    assert!(stdout.contains("ansible-runner-"), "{stdout}");
+    let (_, after) = get(&mesh, &exec1_hc);
+    assert_eq!(after["health_check_pending"], false, "{after:#}");
+    assert!(
+        after["history"].as_array().map_or(0, Vec::len) > history_before,
+        "the check was recorded: {after:#}"
     );
+    assert!(after["last_health_check"].as_str() > before["last_health_check"].as_str());
 
-    let (status, again) = post_health_check(&mesh, one);
-    assert_eq!(status, StatusCode::CONFLICT, "{again:#}");
+    // A second request while one is pending is refused.
+    let (first, _) = post_health_check(&mesh, exec1.id);
+    assert_eq!(first, StatusCode::ACCEPTED);
+    let (second, again) = post_health_check(&mesh, exec1.id);
+    assert_eq!(second, StatusCode::CONFLICT, "{again:#}");
     assert!(
         again["detail"]
             .as_str()
             .unwrap()
             .contains("already pending")
     );
-
-    // Stand in for the health loop: record a result after the request.
-    let started = pending["health_check_started"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    db.rt.block_on(async {
-        let finished = now();
-        db.store
-            .update_instance(one, |i| {
-                i.last_health_check = Some(finished.clone());
-                i.version = "ansible-runner-9.9.9".into();
-                i.cpu = 4.0;
-            })
-            .await
-            .unwrap();
-        db.store
-            .record_health_check(
-                one,
-                &HealthCheckRecord {
-                    started: started.clone(),
-                    finished: finished.clone(),
-                    duration_ms: 1300,
-                    ok: true,
-                    cpu: Some(4.0),
-                    memory: Some(16 * GIB),
-                    version: Some("ansible-runner-9.9.9".into()),
-                    boot_id: None,
-                    errors: String::new(),
-                },
-            )
-            .await
-            .unwrap();
-    });
-    let status = eventually("the CLI to finish", Duration::from_secs(30), || {
-        cli.0.try_wait().expect("wait for meshrun")
-    });
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    if let Some(mut o) = cli.0.stdout.take() {
-        o.read_to_string(&mut stdout).unwrap();
-    }
-    if let Some(mut e) = cli.0.stderr.take() {
-        e.read_to_string(&mut stderr).unwrap();
-    }
-    assert!(status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
-    assert!(stdout.starts_with("ghost-1: healthy\n"), "{stdout}");
-    assert!(stdout.contains("ansible-runner-9.9.9"), "{stdout}");
-    assert!(
-        stdout.contains("capacity  143 (cpu 16, memory 143)"),
-        "{stdout}"
+    eventually(
+        "the requested check to finish",
+        Duration::from_secs(60),
+        || {
+            let (_, hc) = get(&mesh, &exec1_hc);
+            (hc["health_check_pending"] == false).then_some(())
+        },
     );
-    assert!(stdout.contains("(took 1.3 s)"), "{stdout}");
-
-    let (_, after) = get(&mesh, &hc_path);
-    assert_eq!(after["health_check_pending"], false);
-    assert_eq!(after["history"].as_array().unwrap().len(), 1, "{after:#}");
-    assert_eq!(after["history"][0]["version"], "ansible-runner-9.9.9");
 
     // A hostname that is nobody's.
     let out = mesh.meshrun(&["instances", "health-check", "ghost-none"]);

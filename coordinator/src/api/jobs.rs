@@ -39,7 +39,7 @@ pub struct CreateJob {
     limit: Option<String>,
     forks: Option<i64>,
     verbosity: Option<i64>,
-    execution_node: String,
+    execution_node: Option<String>,
     instance_group: Option<String>,
 }
 
@@ -61,10 +61,21 @@ fn check_playbook(playbook: &str, files: &[String]) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn validate(body: &CreateJob, files: &[String]) -> Result<NodeId, ApiError> {
+fn validate(body: &CreateJob, files: &[String]) -> Result<Option<NodeId>, ApiError> {
     check_playbook(&body.playbook, files)?;
-    let node = NodeId::new(body.execution_node.clone())
+    let node = body
+        .execution_node
+        .clone()
+        .map(NodeId::new)
+        .transpose()
         .map_err(|e| ApiError::bad_request(format!("execution_node: {e}")))?;
+    if let Some(g) = &body.instance_group
+        && (g.is_empty() || g.len() > 128 || g.contains(['\n', '\r', '\0']))
+    {
+        return Err(ApiError::bad_request(
+            "instance_group must be a non-empty single-line name",
+        ));
+    }
     if body.inventory.trim().is_empty() {
         return Err(ApiError::bad_request("inventory must not be empty"));
     }
@@ -152,7 +163,7 @@ pub async fn create(
         limit: body.limit.clone(),
         forks: body.forks,
         verbosity: body.verbosity,
-        requested_node: Some(node.to_string()),
+        requested_node: node.map(|n| n.to_string()),
         task_impact: capacity::task_impact(host_count, body.forks),
         instance_group: body
             .instance_group
@@ -160,8 +171,20 @@ pub async fn create(
             .unwrap_or_else(|| "default".into()),
         host_count,
     };
+    let group = &new.instance_group;
+    if !state
+        .store
+        .instance_groups()
+        .await?
+        .iter()
+        .any(|g| &g.name == group)
+    {
+        return Err(ApiError::bad_request(format!(
+            "instance_group {group:?} does not exist"
+        )));
+    }
     let job = state.store.create_job(&new).await?;
-    state.runner.spawn(job.id);
+    state.scheduler_wake.notify_one();
     Ok((StatusCode::CREATED, Json(job_json(&job))))
 }
 

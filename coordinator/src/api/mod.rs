@@ -36,6 +36,8 @@ pub struct AppState {
     pub node_id: String,
     /// Counters for `/metrics`.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// Wakes the scheduler (a job was created).
+    pub scheduler_wake: std::sync::Arc<tokio::sync::Notify>,
     /// Wakes the health-check loop (an on-demand check was requested).
     pub health_wakeup: std::sync::Arc<tokio::sync::Notify>,
 }

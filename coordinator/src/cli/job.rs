@@ -48,9 +48,12 @@ pub struct RunArgs {
     /// Inventory file (INI or YAML).
     #[arg(short = 'i', long)]
     pub inventory: PathBuf,
-    /// Run on this execution node.
+    /// Run on this execution node (default: the scheduler picks one in the group).
     #[arg(long)]
-    pub node: String,
+    pub node: Option<String>,
+    /// Run in this instance group (default: `default`).
+    #[arg(long)]
+    pub group: Option<String>,
     /// Extra vars: KEY=VALUE, a JSON object, or @FILE with a JSON object; repeatable.
     #[arg(short = 'e', long = "extra-vars")]
     pub extra_vars: Vec<String>,
@@ -151,8 +154,13 @@ async fn run_job(client: &Client, args: &RunArgs) -> anyhow::Result<ExitCode> {
         "playbook": args.playbook,
         "inventory": inventory,
         "extra_vars": extra_vars,
-        "execution_node": args.node,
     });
+    if let Some(n) = &args.node {
+        body["execution_node"] = json!(n);
+    }
+    if let Some(g) = &args.group {
+        body["instance_group"] = json!(g);
+    }
     if let Some(l) = &args.limit {
         body["limit"] = json!(l);
     }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use meshrun_shared::control_socket::{ControlClient, SubmitRequest};
 use meshrun_shared::node_type::{WORK_TYPE_EXECUTION, WORK_TYPE_LOCAL};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::CoordinatorConfig;
@@ -46,6 +47,7 @@ struct Inner {
     submit_ttl: String,
     tls_client: Option<String>,
     shutdown: CancellationToken,
+    scheduler_wake: Arc<Notify>,
 }
 
 /// A failure that ends a job as `error`.
@@ -72,6 +74,7 @@ impl JobRunner {
         projects: ProjectStore,
         bus: EventsBus,
         shutdown: CancellationToken,
+        scheduler_wake: Arc<Notify>,
     ) -> Self {
         JobRunner {
             inner: Arc::new(Inner {
@@ -83,11 +86,12 @@ impl JobRunner {
                 submit_ttl: config.submit_ttl.clone(),
                 tls_client: config.tls_client.clone(),
                 shutdown,
+                scheduler_wake,
             }),
         }
     }
 
-    /// Starts a task for a pending job.
+    /// Starts a task for a job the scheduler placed (`waiting`).
     pub fn spawn(&self, job_id: i64) {
         let runner = self.clone();
         tokio::spawn(async move { runner.run(job_id).await });
@@ -97,7 +101,10 @@ impl JobRunner {
     pub async fn resume_all(&self) -> Result<(), crate::store::StoreError> {
         for job in self.inner.store.jobs_in(&JobStatus::ACTIVE).await? {
             match job.status {
-                JobStatus::Pending => self.spawn(job.id),
+                // The scheduler places pending jobs.
+                JobStatus::Pending => {}
+                // Placed but not yet submitting: no unit can exist, so submitting is safe.
+                JobStatus::Waiting => self.spawn(job.id),
                 JobStatus::Running if job.work_unit_id.is_some() => {
                     let runner = self.clone();
                     tokio::spawn(async move { runner.finish_running(job).await });
@@ -119,7 +126,7 @@ impl JobRunner {
 
     async fn run(&self, job_id: i64) {
         let job = match self.inner.store.job(job_id).await {
-            Ok(Some(job)) if job.status == JobStatus::Pending => job,
+            Ok(Some(job)) if job.status == JobStatus::Waiting => job,
             Ok(_) => return,
             Err(e) => {
                 tracing::error!(job_id, error = %e, "cannot load job");
@@ -135,9 +142,9 @@ impl JobRunner {
     /// Everything up to a running unit. Returns the job as stored after `running`.
     async fn submit(&self, job: &Job) -> Result<Job, JobFailure> {
         let inner = &self.inner;
-        let Some(node) = job.requested_node.clone() else {
+        let Some(node) = job.execution_node.clone() else {
             return Err(JobFailure::new(
-                "no execution node given (automatic placement is not implemented yet)",
+                "the job was not placed on an execution node",
             ));
         };
         let job_dir = inner.jobs_dir.join(job.id.to_string());
@@ -192,7 +199,7 @@ impl JobRunner {
             .store
             .transition(
                 job.id,
-                &[JobStatus::Pending, JobStatus::Waiting],
+                &[JobStatus::Waiting],
                 JobStatus::Submitting,
                 &StatusChange {
                     controller_node: Some(&controller),
@@ -316,6 +323,7 @@ impl JobRunner {
         }
         self.inner.bus.changed(job.id);
         tracing::info!(job_id = job.id, status = %outcome.status, "job finished");
+        self.inner.scheduler_wake.notify_one();
         self.release(&unit).await;
         let _ = tokio::fs::remove_dir_all(&job_dir).await;
     }
@@ -360,6 +368,7 @@ impl JobRunner {
             self.release(&unit).await;
         }
         self.inner.bus.changed(job.id);
+        self.inner.scheduler_wake.notify_one();
         let _ = tokio::fs::remove_dir_all(self.inner.jobs_dir.join(job.id.to_string())).await;
     }
 

@@ -57,6 +57,8 @@ pub struct JobView {
     pub group: String,
     /// Control-plane work (project updates) runs on the controller itself.
     pub control_only: bool,
+    /// The execution node the job asked for, if any (it must still be in the job's group).
+    pub only_node: Option<String>,
 }
 
 /// What happens to a job.
@@ -177,9 +179,20 @@ fn place_one(
             m.iter()
                 .copied()
                 .filter(|&i| nodes[i].node_type.runs_user_jobs() && nodes[i].capacity > 0)
+                .filter(|&i| {
+                    job.only_node
+                        .as_ref()
+                        .is_none_or(|n| *n == nodes[i].hostname)
+                })
                 .collect()
         })
         .unwrap_or_default();
+    if let (true, Some(node)) = (candidates.is_empty(), &job.only_node) {
+        return pending(format!(
+            "the requested node {node} is not a ready, enabled execution or hybrid node of instance group {:?}",
+            job.group
+        ));
+    }
     if candidates.is_empty() {
         return pending(format!(
             "instance group {:?} has no ready, enabled execution or hybrid node",
@@ -279,6 +292,7 @@ mod tests {
             forks: 5,
             group: "default".into(),
             control_only: false,
+            only_node: None,
         }
     }
 
@@ -381,6 +395,26 @@ mod tests {
         let d = place(&nodes, &[], &[job(1, 2)]);
         assert!(
             matches!(&d[0], Decision::Pending { reason, .. } if reason.contains("does not exist"))
+        );
+    }
+
+    #[test]
+    fn a_requested_node_is_honoured_or_explained() {
+        let nodes = vec![
+            node("control", NodeType::Control, 10),
+            node("small", NodeType::Execution, 20),
+            node("big", NodeType::Execution, 50),
+        ];
+        let mut j = job(1, 2);
+        j.only_node = Some("small".into());
+        assert_eq!(
+            placed(&place(&nodes, &[group(&["small", "big"])], &[j.clone()])[0]).1,
+            "small"
+        );
+        j.only_node = Some("gone".into());
+        let d = place(&nodes, &[group(&["small", "big"])], &[j]);
+        assert!(
+            matches!(&d[0], Decision::Pending { reason, .. } if reason.contains("requested node gone"))
         );
     }
 

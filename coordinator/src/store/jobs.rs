@@ -554,3 +554,15 @@ impl Store {
         Ok(load)
     }
 }
+
+impl Store {
+    /// Records why a pending job is not placed (only while it is still pending).
+    pub async fn set_pending_reason(&self, id: i64, reason: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE jobs SET job_explanation = $1 WHERE id = $2 AND status = 'pending'")
+            .bind(reason)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

@@ -4,6 +4,7 @@
 //! writing one job can never silently overwrite each other; events and the byte offset they were
 //! parsed up to are written in one transaction, so a restart resumes exactly after them.
 
+mod groups;
 mod instances;
 mod jobs;
 
@@ -14,6 +15,7 @@ use std::time::Duration;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+pub use groups::{GroupChange, InstanceGroup};
 pub use instances::{
     HealthCheckRecord, INSTANCE_ORDER_FIELDS, Instance, InstanceFilter, Link, NewInstance,
     NodeState,

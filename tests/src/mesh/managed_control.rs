@@ -182,6 +182,8 @@ impl Mesh {
             socket: files.socket.clone(),
             port: Some(files.port),
             receptor: None,
+            conf: files.receptor_conf.clone(),
+            starts: 0,
         });
         let mut cmd = Command::new(env::bin("meshrun-coordinator"));
         cmd.arg("serve")
