@@ -20,7 +20,7 @@ use super::page::{PageQuery, Paged};
 use super::{ApiError, AppState};
 use crate::inventory_hosts;
 use crate::projects::ProjectError;
-use crate::store::{EventRow, Job, JobStatus, NewJob};
+use crate::store::{EventRow, JOB_ORDER_FIELDS, Job, JobFilter, JobStatus, NewJob};
 
 /// Largest inventory text accepted.
 const MAX_INVENTORY_BYTES: usize = 1 << 20;
@@ -41,6 +41,8 @@ pub struct CreateJob {
     verbosity: Option<i64>,
     execution_node: Option<String>,
     instance_group: Option<String>,
+    /// Execution-environment image (default: the execution node's).
+    execution_environment: Option<String>,
 }
 
 fn check_playbook(playbook: &str, files: &[String]) -> Result<(), ApiError> {
@@ -69,6 +71,18 @@ fn validate(body: &CreateJob, files: &[String]) -> Result<Option<NodeId>, ApiErr
         .map(NodeId::new)
         .transpose()
         .map_err(|e| ApiError::bad_request(format!("execution_node: {e}")))?;
+    if let Some(image) = &body.execution_environment
+        && (image.is_empty()
+            || image.len() > 512
+            || image.starts_with('-')
+            || !image
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "./:@_-".contains(c)))
+    {
+        return Err(ApiError::bad_request(format!(
+            "execution_environment {image:?} is not a valid image reference"
+        )));
+    }
     if let Some(g) = &body.instance_group
         && (g.is_empty() || g.len() > 128 || g.contains(['\n', '\r', '\0']))
     {
@@ -170,6 +184,7 @@ pub async fn create(
             .clone()
             .unwrap_or_else(|| "default".into()),
         host_count,
+        execution_environment: body.execution_environment.clone(),
     };
     let group = &new.instance_group;
     if !state
@@ -188,15 +203,19 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(job_json(&job))))
 }
 
-/// `?status=` plus paging.
+/// `?status=&execution_node=&instance_group=&order_by=` plus paging.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ListQuery {
     status: Option<String>,
+    execution_node: Option<String>,
+    instance_group: Option<String>,
+    order_by: Option<String>,
     page: Option<i64>,
     page_size: Option<i64>,
 }
 
-/// `GET /api/v2/jobs/`.
+/// `GET /api/v2/jobs/` (newest first unless `order_by` says otherwise).
 pub async fn list(
     State(state): State<AppState>,
     q: Result<Query<ListQuery>, QueryRejection>,
@@ -208,13 +227,38 @@ pub async fn list(
         .map(str::parse::<JobStatus>)
         .transpose()
         .map_err(ApiError::bad_request)?;
+    let order_by = q.order_by.clone().unwrap_or_else(|| "-id".into());
+    if !JOB_ORDER_FIELDS.contains(&order_by.trim_start_matches('-')) {
+        return Err(ApiError::bad_request(format!(
+            "order_by must be one of {} (a leading '-' sorts descending), got {order_by:?}",
+            JOB_ORDER_FIELDS.join(", ")
+        )));
+    }
     let (limit, offset, page, size) = PageQuery {
         page: q.page,
         page_size: q.page_size,
     }
     .resolve()?;
-    let rows = state.store.list_jobs(status, limit, offset).await?;
-    let extra = q.status.map(|s| format!("&status={s}")).unwrap_or_default();
+    let filter = JobFilter {
+        status,
+        execution_node: q.execution_node.clone(),
+        instance_group: q.instance_group.clone(),
+    };
+    let rows = state
+        .store
+        .list_jobs(&filter, &order_by, limit, offset)
+        .await?;
+    let mut extra = String::new();
+    for (k, v) in [
+        ("status", &q.status),
+        ("execution_node", &q.execution_node),
+        ("instance_group", &q.instance_group),
+        ("order_by", &q.order_by),
+    ] {
+        if let Some(v) = v {
+            extra.push_str(&format!("&{k}={v}"));
+        }
+    }
     let results = rows.results.iter().map(job_json).collect();
     Ok(Json(Paged::new(
         "/api/v2/jobs/",
@@ -327,7 +371,7 @@ struct Follow {
     rx: tokio::sync::broadcast::Receiver<i64>,
     id: i64,
     after: i64,
-    last_status: Option<JobStatus>,
+    last_status: Option<(JobStatus, String)>,
     done: bool,
 }
 
@@ -346,8 +390,10 @@ impl Follow {
                 .ok()?;
             let job = self.state.store.job(self.id).await.ok()??;
             let mut out = Vec::new();
-            if self.last_status != Some(job.status) {
-                self.last_status = Some(job.status);
+            // A pending job's reason can change without its status changing; send both.
+            let now = (job.status, job.job_explanation.clone());
+            if self.last_status.as_ref() != Some(&now) {
+                self.last_status = Some(now);
                 out.push(status_event(&job));
             }
             for e in &events {

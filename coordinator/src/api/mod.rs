@@ -2,6 +2,7 @@
 //! errors as `{"detail": "..."}` with 400/404/409/500; plus Prometheus text at `/metrics`.
 
 mod error;
+mod instance_groups;
 mod instances;
 mod jobs;
 mod mesh_visualizer;
@@ -55,6 +56,18 @@ pub fn router(state: AppState, max_upload_bytes: usize) -> Router {
         .route("/api/v2/jobs/{id}/job_events/", get(jobs::events))
         .route("/api/v2/jobs/{id}/stdout/", get(jobs::stdout))
         .route("/api/v2/jobs/{id}/events/stream/", get(jobs::stream))
+        .route(
+            "/api/v2/instance_groups/",
+            get(instance_groups::list).post(instance_groups::create),
+        )
+        .route(
+            "/api/v2/instance_groups/{id}/",
+            get(instance_groups::detail).patch(instance_groups::patch),
+        )
+        .route(
+            "/api/v2/instance_groups/{id}/instances/",
+            post(instance_groups::members),
+        )
         .route("/api/v2/instances/", get(instances::list))
         .route(
             "/api/v2/instances/{id}/",

@@ -36,6 +36,18 @@ pub enum JobCommand {
         /// Job id.
         id: i64,
     },
+    /// List jobs, newest first.
+    List {
+        /// Only jobs with this status.
+        #[arg(long)]
+        status: Option<String>,
+        /// How many.
+        #[arg(long, default_value_t = 25)]
+        limit: u32,
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `meshrun job run`.
@@ -54,6 +66,9 @@ pub struct RunArgs {
     /// Run in this instance group (default: `default`).
     #[arg(long)]
     pub group: Option<String>,
+    /// Execution-environment image (default: the execution node's).
+    #[arg(long)]
+    pub ee: Option<String>,
     /// Extra vars: KEY=VALUE, a JSON object, or @FILE with a JSON object; repeatable.
     #[arg(short = 'e', long = "extra-vars")]
     pub extra_vars: Vec<String>,
@@ -92,6 +107,41 @@ pub async fn run(url: &str, cmd: JobCommand) -> anyhow::Result<ExitCode> {
                     .get_text(&format!("/api/v2/jobs/{id}/stdout/?format=txt"))
                     .await?
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        JobCommand::List {
+            status,
+            limit,
+            json,
+        } => {
+            let mut path = format!("/api/v2/jobs/?page_size={}", limit.clamp(1, 200));
+            if let Some(s) = status {
+                path.push_str(&format!("&status={s}"));
+            }
+            let page = client.get(&path).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&page)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "{:>6}  {:<10}  {:<24}  {:<12}  {:<12}  {:>8}  explanation",
+                "id", "status", "name", "node", "group", "elapsed"
+            );
+            for j in page["results"].as_array().into_iter().flatten() {
+                let s = |k: &str| j[k].as_str().unwrap_or("-").to_string();
+                let mut explanation = s("job_explanation");
+                explanation.truncate(60);
+                println!(
+                    "{:>6}  {:<10}  {:<24}  {:<12}  {:<12}  {:>7.1}s  {}",
+                    j["id"],
+                    s("status"),
+                    s("name").chars().take(24).collect::<String>(),
+                    s("execution_node"),
+                    s("instance_group"),
+                    j["elapsed"].as_f64().unwrap_or(0.0),
+                    explanation
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         JobCommand::Follow { id } => {
@@ -161,6 +211,9 @@ async fn run_job(client: &Client, args: &RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(g) = &args.group {
         body["instance_group"] = json!(g);
     }
+    if let Some(image) = &args.ee {
+        body["execution_environment"] = json!(image);
+    }
     if let Some(l) = &args.limit {
         body["limit"] = json!(l);
     }
@@ -194,6 +247,7 @@ async fn follow(client: &Client, id: i64, t0: Instant) -> anyhow::Result<Option<
     let mut after = 0i64;
     let mut first_event = None;
     let mut last_status = String::new();
+    let mut last_reason = String::new();
     let mut attempts = 0;
     loop {
         let url = client.url(&format!("/api/v2/jobs/{id}/events/stream/?after={after}"));
@@ -227,6 +281,11 @@ async fn follow(client: &Client, id: i64, t0: Instant) -> anyhow::Result<Option<
                     }
                     "status" => {
                         let status = data["status"].as_str().unwrap_or("?").to_string();
+                        let why = data["job_explanation"].as_str().unwrap_or("").to_string();
+                        if status == "pending" && !why.is_empty() && why != last_reason {
+                            eprintln!("job {id} pending: {why}");
+                            last_reason = why;
+                        }
                         if status != last_status {
                             match status.as_str() {
                                 "pending" | "waiting" | "submitting" => {

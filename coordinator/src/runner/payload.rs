@@ -33,6 +33,7 @@ pub fn kwargs(job: &Job) -> RunnerKwargs {
         limit: job.limit.clone(),
         forks: job.forks.and_then(|f| u32::try_from(f).ok()),
         verbosity: job.verbosity.and_then(|v| u8::try_from(v).ok()),
+        container_image: job.execution_environment.clone(),
         ..RunnerKwargs::new(job.id.to_string())
     }
 }

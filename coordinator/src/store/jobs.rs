@@ -122,6 +122,8 @@ pub struct NewJob {
     pub instance_group: String,
     /// Hosts in its inventory, when they could be counted.
     pub host_count: Option<i64>,
+    /// The execution-environment image (else the node's default).
+    pub execution_environment: Option<String>,
 }
 
 /// A stored job.
@@ -159,6 +161,8 @@ pub struct Job {
     pub instance_group: String,
     /// Hosts in its inventory, when they could be counted.
     pub host_count: Option<i64>,
+    /// The execution-environment image (else the node's default).
+    pub execution_environment: Option<String>,
     /// The node that controls the job (its receptor submitted the unit).
     pub controller_node: Option<String>,
     /// The node the job ran on.
@@ -214,6 +218,28 @@ pub struct Page<T> {
     pub results: Vec<T>,
 }
 
+/// Filters for listing jobs.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    /// Only this status.
+    pub status: Option<JobStatus>,
+    /// Only jobs on this execution node.
+    pub execution_node: Option<String>,
+    /// Only jobs of this instance group.
+    pub instance_group: Option<String>,
+}
+
+/// Columns `order_by` may name for jobs (a leading `-` sorts descending).
+pub const JOB_ORDER_FIELDS: [&str; 7] = [
+    "id",
+    "created",
+    "started",
+    "finished",
+    "status",
+    "execution_node",
+    "name",
+];
+
 /// Fields a status change may set along with the status.
 #[derive(Debug, Clone, Default)]
 pub struct StatusChange<'a> {
@@ -255,6 +281,7 @@ fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {
         task_impact: row.try_get("task_impact")?,
         instance_group: row.try_get("instance_group")?,
         host_count: row.try_get("host_count")?,
+        execution_environment: row.try_get("execution_environment")?,
         controller_node: row.try_get("controller_node")?,
         execution_node: row.try_get("execution_node")?,
         execution_route: row.try_get("execution_route")?,
@@ -274,8 +301,8 @@ impl Store {
     pub async fn create_job(&self, new: &NewJob) -> Result<Job, StoreError> {
         let row = sqlx::query(
             "INSERT INTO jobs (name, status, playbook, project_sha256, inventory, extra_vars, \
-             limit_hosts, forks, verbosity, requested_node, created, task_impact, instance_group, host_count) \
-             VALUES ($1, 'pending', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING *",
+             limit_hosts, forks, verbosity, requested_node, created, task_impact, instance_group, host_count, execution_environment) \
+             VALUES ($1, 'pending', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING *",
         )
         .bind(&new.name)
         .bind(&new.playbook)
@@ -290,6 +317,7 @@ impl Store {
         .bind(new.task_impact)
         .bind(&new.instance_group)
         .bind(new.host_count)
+        .bind(&new.execution_environment)
         .fetch_one(&self.pool)
         .await?;
         job_from_row(&row)
@@ -307,20 +335,36 @@ impl Store {
     /// A page of jobs, newest first, optionally only those with `status`.
     pub async fn list_jobs(
         &self,
-        status: Option<JobStatus>,
+        filter: &JobFilter,
+        order_by: &str,
         limit: i64,
         offset: i64,
     ) -> Result<Page<Job>, StoreError> {
-        let status = status.map(JobStatus::as_str);
+        let (field, dir) = match order_by.strip_prefix('-') {
+            Some(f) => (f, "DESC"),
+            None => (order_by, "ASC"),
+        };
+        let field = JOB_ORDER_FIELDS
+            .iter()
+            .find(|f| **f == field)
+            .copied()
+            .unwrap_or("id");
+        let status = filter.status.map(JobStatus::as_str);
+        let where_sql = "($1 IS NULL OR status = $1) AND ($2 IS NULL OR execution_node = $2) \
+                         AND ($3 IS NULL OR instance_group = $3)";
         let count: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE ($1 IS NULL OR status = $1)")
+            sqlx::query_scalar(&format!("SELECT COUNT(*) FROM jobs WHERE {where_sql}"))
                 .bind(status)
+                .bind(&filter.execution_node)
+                .bind(&filter.instance_group)
                 .fetch_one(&self.pool)
                 .await?;
-        let rows = sqlx::query(
-            "SELECT * FROM jobs WHERE ($1 IS NULL OR status = $1) ORDER BY id DESC LIMIT $2 OFFSET $3",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT * FROM jobs WHERE {where_sql} ORDER BY {field} {dir}, id {dir} LIMIT $4 OFFSET $5"
+        ))
         .bind(status)
+        .bind(&filter.execution_node)
+        .bind(&filter.instance_group)
         .bind(limit)
         .bind(offset)
         .fetch_all(&self.pool)

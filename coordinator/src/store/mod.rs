@@ -20,7 +20,9 @@ pub use instances::{
     HealthCheckRecord, INSTANCE_ORDER_FIELDS, Instance, InstanceFilter, Link, NewInstance,
     NodeState,
 };
-pub use jobs::{EventRow, Job, JobStatus, NewJob, NodeLoad, Page, StatusChange};
+pub use jobs::{
+    EventRow, JOB_ORDER_FIELDS, Job, JobFilter, JobStatus, NewJob, NodeLoad, Page, StatusChange,
+};
 
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
