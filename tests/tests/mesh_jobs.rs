@@ -94,6 +94,29 @@ fn a_job_runs_through_the_hop_and_reports_where_it_ran() {
         .expect("stdout");
     assert!(text.contains("hello from execution node exec2"), "{text}");
 
+    // The artifacts are kept as tar + zstd: the worker's rc, status and stdout.
+    let archive = reqwest::blocking::get(format!("{}/api/v2/jobs/1/artifacts/", mesh.api()))
+        .and_then(|r| r.error_for_status())
+        .and_then(|r| r.bytes())
+        .expect("artifacts");
+    let unpacked = mesh.dir().join("artifacts-1");
+    meshrun_coordinator::project_archive::unpack(
+        &archive[..],
+        &unpacked,
+        &meshrun_coordinator::project_archive::UnpackLimits::default(),
+    )
+    .expect("artifacts unpack");
+    assert_eq!(
+        std::fs::read_to_string(unpacked.join("rc")).unwrap().trim(),
+        "0"
+    );
+    assert_eq!(
+        std::fs::read_to_string(unpacked.join("status"))
+            .unwrap()
+            .trim(),
+        "successful"
+    );
+
     // The unit is released on both ends.
     eventually("units to be released", Duration::from_secs(20), || {
         (mesh.work_list("control").is_empty() && mesh.work_list("exec2").is_empty()).then_some(())

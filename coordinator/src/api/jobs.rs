@@ -360,6 +360,21 @@ pub async fn stdout(
     }
 }
 
+/// `GET /api/v2/jobs/{id}/artifacts/`: the job's artifacts dir as tar + zstd.
+pub async fn artifacts(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    load(&state, id).await?;
+    let Some(path) = state.runner.artifacts_path(id) else {
+        return Err(ApiError::not_found(format!(
+            "job {id} has no stored artifacts"
+        )));
+    };
+    let bytes = tokio::fs::read(&path).await.map_err(ApiError::internal)?;
+    Ok(([(header::CONTENT_TYPE, "application/zstd")], bytes).into_response())
+}
+
 /// `?after=` counter to resume from.
 #[derive(Debug, Deserialize)]
 pub struct StreamQuery {

@@ -55,6 +55,7 @@ pub fn router(state: AppState, max_upload_bytes: usize) -> Router {
         .route("/api/v2/jobs/{id}/", get(jobs::detail))
         .route("/api/v2/jobs/{id}/job_events/", get(jobs::events))
         .route("/api/v2/jobs/{id}/stdout/", get(jobs::stdout))
+        .route("/api/v2/jobs/{id}/artifacts/", get(jobs::artifacts))
         .route("/api/v2/jobs/{id}/events/stream/", get(jobs::stream))
         .route(
             "/api/v2/instance_groups/",

@@ -32,6 +32,8 @@ pub struct Followed {
     pub end: StreamEnd,
     /// The playbook's rc from the artifacts, if they arrived.
     pub rc: Option<i64>,
+    /// The last KiB of worker output, for `result_traceback` when the job errs.
+    pub tail: String,
 }
 
 /// Turns a runner event into a stored row; events without counter or uuid are skipped, as
@@ -231,7 +233,11 @@ pub async fn follow(
     } else {
         None
     };
-    Ok(Followed { end: state.end, rc })
+    Ok(Followed {
+        end: state.end,
+        rc,
+        tail: tail.text(),
+    })
 }
 
 async fn store_pending(

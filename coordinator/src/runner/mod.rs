@@ -44,6 +44,7 @@ struct Inner {
     bus: EventsBus,
     socket: PathBuf,
     jobs_dir: PathBuf,
+    artifacts_dir: PathBuf,
     submit_ttl: String,
     tls_client: Option<String>,
     shutdown: CancellationToken,
@@ -83,6 +84,7 @@ impl JobRunner {
                 bus,
                 socket: config.receptor_socket.clone(),
                 jobs_dir: config.data_dir.join("jobs"),
+                artifacts_dir: config.data_dir.join("artifacts"),
                 submit_ttl: config.submit_ttl.clone(),
                 tls_client: config.tls_client.clone(),
                 shutdown,
@@ -293,7 +295,14 @@ impl JobRunner {
             return;
         }
         let (outcome, rc) = match followed {
-            Ok(f) => (outcome::decide(&f.end, cancel_flag), f.rc),
+            Ok(f) => {
+                let mut outcome = outcome::decide(&f.end, cancel_flag);
+                // As AWX: an error with no traceback of its own keeps the worker's last output.
+                if outcome.status == JobStatus::Error && outcome.traceback.is_empty() {
+                    outcome.traceback = f.tail;
+                }
+                (outcome, f.rc)
+            }
             Err(failure) => (
                 Outcome {
                     status: JobStatus::Error,
@@ -325,7 +334,39 @@ impl JobRunner {
         tracing::info!(job_id = job.id, status = %outcome.status, "job finished");
         self.inner.scheduler_wake.notify_one();
         self.release(&unit).await;
+        self.keep_artifacts(job.id, &job_dir).await;
         let _ = tokio::fs::remove_dir_all(&job_dir).await;
+    }
+
+    /// Stores the job's artifacts (the worker's artifacts dir) as `artifacts/<id>.tar.zst`.
+    async fn keep_artifacts(&self, job_id: i64, job_dir: &std::path::Path) {
+        let src = job_dir.join("artifacts");
+        if !src.is_dir() {
+            return;
+        }
+        let dest_dir = self.inner.artifacts_dir.clone();
+        let result = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            std::fs::create_dir_all(&dest_dir)?;
+            let tmp = tempfile::NamedTempFile::new_in(&dest_dir)?;
+            let file = std::io::BufWriter::new(tmp.reopen()?);
+            crate::project_archive::pack(&src, file, crate::project_archive::DEFAULT_LEVEL)
+                .map_err(std::io::Error::other)?;
+            tmp.persist(dest_dir.join(format!("{job_id}.tar.zst")))
+                .map_err(|e| e.error)?;
+            Ok(())
+        })
+        .await;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(job_id, error = %e, "cannot store the job's artifacts"),
+            Err(e) => tracing::warn!(job_id, error = %e, "cannot store the job's artifacts"),
+        }
+    }
+
+    /// Where a job's stored artifacts are, if it has any.
+    pub fn artifacts_path(&self, job_id: i64) -> Option<std::path::PathBuf> {
+        let p = self.inner.artifacts_dir.join(format!("{job_id}.tar.zst"));
+        p.is_file().then_some(p)
     }
 
     async fn release(&self, unit: &str) {
