@@ -5,6 +5,7 @@
 //! - [`api`]: the coordinator's REST API as tests call it (status codes kept, jobs, groups).
 //! - [`env`]: where the binaries, receptor and the venv are (from `MESHRUN_*` variables set by
 //!   the Makefile, else the repository's `.tools/` and `.venv/`).
+//! - [`stream`]: decoding ansible-runner streams in assertions.
 //! - [`procs`]: child processes that are always stopped (only those this harness started).
 //! - [`mesh`]: a builder for meshes of control, hop and execution nodes, and a running coordinator.
 //! - [`wait`]: `eventually` — poll a condition until a deadline instead of sleeping.
@@ -13,4 +14,5 @@ pub mod api;
 pub mod env;
 pub mod mesh;
 pub mod procs;
+pub mod stream;
 pub mod wait;

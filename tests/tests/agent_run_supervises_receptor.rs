@@ -12,6 +12,7 @@ use meshrun_shared::receptor_conf::{Entry, ReceptorConfig};
 use meshrun_shared::runner_stream::{RunnerKwargs, write_transmit_stream};
 use meshrun_tests::env;
 use meshrun_tests::mesh::{Mesh, NodeSpec, block_on};
+use meshrun_tests::procs::descendants;
 use meshrun_tests::wait::eventually;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -241,30 +242,6 @@ fn cmdline(pid: i32) -> Vec<String> {
         .filter(|a| !a.is_empty())
         .map(|a| String::from_utf8_lossy(a).into_owned())
         .collect()
-}
-
-/// Every live descendant of `pid`.
-fn descendants(pid: i32) -> Vec<i32> {
-    let mut parent_of = Vec::new();
-    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        if let Some(ppid) = stat_fields(p).and_then(|f| f.get(1)?.parse::<i32>().ok()) {
-            parent_of.push((p, ppid));
-        }
-    }
-    let mut out = Vec::new();
-    let mut frontier = vec![pid];
-    while let Some(p) = frontier.pop() {
-        for &(child, parent) in &parent_of {
-            if parent == p {
-                out.push(child);
-                frontier.push(child);
-            }
-        }
-    }
-    out
 }
 
 fn port(mesh: &Mesh, node: &str) -> u16 {

@@ -5,11 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use meshrun_shared::runner_stream::{
-    DecoderLimits, Frame, RunnerKwargs, StreamDecoder, write_transmit_stream,
-};
+use meshrun_shared::runner_stream::{Frame, RunnerKwargs, write_transmit_stream};
 use meshrun_tests::env;
 use meshrun_tests::mesh::{Mesh, NodeSpec};
+use meshrun_tests::stream::{frames, last_status};
 use meshrun_tests::wait::eventually;
 use serde_json::{Value, json};
 
@@ -52,30 +51,6 @@ fn stream(pdd: &Path, extra: Value) -> Vec<u8> {
     let mut out = Vec::new();
     write_transmit_stream(&mut out, &kwargs, Some(pdd), None).unwrap();
     out
-}
-
-fn frames(stream: &[u8]) -> Vec<Frame> {
-    let mut d = StreamDecoder::new(DecoderLimits::default());
-    let mut out = Vec::new();
-    d.push(stream, &mut |f| {
-        out.push(f);
-        Ok::<(), ()>(())
-    })
-    .unwrap_or_else(|e| panic!("bad stream: {e:?}\n{}", String::from_utf8_lossy(stream)));
-    d.finish()
-        .unwrap_or_else(|e| panic!("cut stream: {e}\n{}", String::from_utf8_lossy(stream)));
-    out
-}
-
-fn last_status(frames: &[Frame]) -> Value {
-    frames
-        .iter()
-        .rev()
-        .find_map(|f| match f {
-            Frame::Status(m) => Some(Value::Object(m.clone())),
-            _ => None,
-        })
-        .expect("a status line")
 }
 
 /// Containers (any state) carrying `label`.

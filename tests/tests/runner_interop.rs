@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, SystemTime};
 
-use meshrun_shared::runner_stream::{DecoderLimits, Frame, StreamDecoder};
+use meshrun_shared::runner_stream::Frame;
 use meshrun_tests::env;
+use meshrun_tests::procs::descendants;
+use meshrun_tests::stream::{events_stdout, frames, last_status};
 use meshrun_tests::wait::eventually;
 use serde_json::Value;
 
@@ -66,45 +68,6 @@ fn meshrun_transmit(pdd: &Path, playbook: &str) -> Vec<u8> {
 fn real_worker(stream: &[u8]) -> Vec<u8> {
     let out = run(Command::new(env::ansible_runner()).arg("worker"), stream);
     out.stdout
-}
-
-/// Decodes a whole worker stream; panics if it is not well-formed.
-fn frames(stream: &[u8]) -> Vec<Frame> {
-    let mut d = StreamDecoder::new(DecoderLimits::default());
-    let mut out = Vec::new();
-    d.push(stream, &mut |f| {
-        out.push(f);
-        Ok::<(), ()>(())
-    })
-    .unwrap_or_else(|e| panic!("bad stream: {e:?}\n{}", String::from_utf8_lossy(stream)));
-    d.finish()
-        .unwrap_or_else(|e| panic!("cut stream: {e}\n{}", String::from_utf8_lossy(stream)));
-    out
-}
-
-fn last_status(frames: &[Frame]) -> (String, Value) {
-    frames
-        .iter()
-        .rev()
-        .find_map(|f| match f {
-            Frame::Status(m) => Some((
-                m["status"].as_str().unwrap_or("").to_string(),
-                Value::Object(m.clone()),
-            )),
-            _ => None,
-        })
-        .expect("a status line")
-}
-
-fn events_stdout(frames: &[Frame]) -> String {
-    frames
-        .iter()
-        .filter_map(|f| match f {
-            Frame::Event(m) => m.get("stdout").and_then(Value::as_str).map(str::to_string),
-            _ => None,
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[test]
@@ -177,7 +140,8 @@ fn our_stream_keeps_exec_bits_symlinks_mtimes_and_binary_files_for_the_real_work
 
     let output = real_worker(&meshrun_transmit(&pdd, "check.yml"));
     let frames = frames(&output);
-    let (status, line) = last_status(&frames);
+    let line = last_status(&frames);
+    let status = line["status"].as_str().unwrap_or_default().to_string();
     assert_eq!(status, "successful", "{line}\n{}", events_stdout(&frames));
 }
 
@@ -304,7 +268,7 @@ fn the_agent_runs_a_job_writes_only_the_stream_and_passes_its_node_id() {
     );
     assert!(out.status.success());
     let frames = frames(&out.stdout);
-    assert_eq!(last_status(&frames).0, "successful");
+    assert_eq!(last_status(&frames)["status"], "successful");
     assert!(events_stdout(&frames).contains("hello from execution node itest-node"));
     // The unit's private data dir was removed (--delete).
     let units = tmp.path().join("agent-state/units");
@@ -325,7 +289,8 @@ fn the_agent_refuses_unknown_parameters_inside_the_stream() {
     assert!(out.stderr.is_empty());
     assert_eq!(out.status.code(), Some(1));
     let frames = frames(&out.stdout);
-    let (status, line) = last_status(&frames);
+    let line = last_status(&frames);
+    let status = line["status"].as_str().unwrap_or_default().to_string();
     assert_eq!(status, "error");
     assert!(
         line["job_explanation"]
@@ -334,41 +299,6 @@ fn the_agent_refuses_unknown_parameters_inside_the_stream() {
             .contains("--container-runtime=docker"),
         "{line}"
     );
-}
-
-/// PIDs of every descendant of `pid`.
-fn descendants(pid: u32) -> Vec<u32> {
-    let mut parent_of = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
-            continue;
-        };
-        // Fields after the ")" that ends the command name: state, ppid, ...
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r.to_string()) else {
-            continue;
-        };
-        if let Some(ppid) = rest
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse::<u32>().ok())
-        {
-            parent_of.push((p, ppid));
-        }
-    }
-    let mut out = Vec::new();
-    let mut frontier = vec![pid];
-    while let Some(p) = frontier.pop() {
-        for &(child, parent) in &parent_of {
-            if parent == p {
-                out.push(child);
-                frontier.push(child);
-            }
-        }
-    }
-    out
 }
 
 #[test]
@@ -397,10 +327,10 @@ fn a_worker_killed_mid_run_still_yields_a_well_formed_error_ending() {
         let text = std::fs::read_to_string(&out_file).unwrap_or_default();
         text.contains("TASK [long sleep]").then_some(())
     });
-    let worker_tree = descendants(agent.id());
+    let worker_tree = descendants(agent.id() as i32);
     let runner = *worker_tree.first().expect("the agent has a worker child");
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(runner as i32),
+        nix::unistd::Pid::from_raw(runner),
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
@@ -408,7 +338,7 @@ fn a_worker_killed_mid_run_still_yields_a_well_formed_error_ending() {
     // Clean up what ansible-runner left behind (its playbook process), by PID.
     for pid in worker_tree {
         let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
+            nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,
         );
     }
@@ -424,7 +354,8 @@ fn a_worker_killed_mid_run_still_yields_a_well_formed_error_ending() {
     );
     assert_eq!(status.code(), Some(1));
     let frames = frames(&stdout);
-    let (st, line) = last_status(&frames);
+    let line = last_status(&frames);
+    let st = line["status"].as_str().unwrap_or_default().to_string();
     assert_eq!(st, "error");
     assert!(
         line["job_explanation"]
