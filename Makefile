@@ -16,7 +16,7 @@ MESH_TESTS := --test mesh_jobs --test podman_jobs --test agent_run_supervises_re
               --test leftovers_and_cleanup --test instances_api --test control_node_receptor \
               --test discovery_finds_nodes --test node_loss_and_return --test placement_on_a_real_mesh
 
-.PHONY: demo test build venv receptor podman ee-image lint bench-agent bench-discovery clean-tools mesh-up mesh-down
+.PHONY: demo test build venv receptor podman ee-image lint bench-agent bench-discovery bench-jobs clean-tools mesh-up mesh-down
 
 ## demo: bring up control + hop + 2 execution nodes in a temp dir and run a playbook through them
 demo: build venv receptor ee-image
@@ -69,6 +69,11 @@ bench-agent: venv ee-image
 bench-discovery: venv receptor
 	$(CARGO) build --release -p meshrun-agent -p meshrun-coordinator
 	MESHRUN_RECEPTOR=$(RECEPTOR) $(CARGO) run --release -p meshrun-tests --bin bench-discovery
+
+## bench-jobs: scheduler, codec vs ansible-runner, event ingestion and dispatch overhead (release build)
+bench-jobs: venv receptor
+	$(CARGO) build --release -p meshrun-coordinator -p meshrun-agent -p meshrun-tests
+	MESHRUN_RECEPTOR=$(RECEPTOR) $(CARGO) run --release -p meshrun-tests --bin bench-jobs -- $(or $(RUNS),5)
 
 ## lint: formatting and clippy, as CI runs them
 lint:

@@ -240,6 +240,9 @@ pub const JOB_ORDER_FIELDS: [&str; 7] = [
     "name",
 ];
 
+/// Events per INSERT statement.
+const EVENT_INSERT_CHUNK: usize = 500;
+
 /// Fields a status change may set along with the status.
 #[derive(Debug, Clone, Default)]
 pub struct StatusChange<'a> {
@@ -446,23 +449,25 @@ impl Store {
         offset: u64,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        for e in events {
-            sqlx::query(
-                "INSERT INTO job_events (job_id, counter, uuid, event, start_line, end_line, \
-                 stdout, created, data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                 ON CONFLICT (job_id, counter) DO NOTHING",
-            )
-            .bind(id)
-            .bind(e.counter)
-            .bind(&e.uuid)
-            .bind(&e.event)
-            .bind(e.start_line)
-            .bind(e.end_line)
-            .bind(&e.stdout)
-            .bind(&e.created)
-            .bind(&e.data)
-            .execute(&mut *tx)
-            .await?;
+        // One multi-row statement per chunk: a round trip per event would cap ingestion well
+        // below what SQLite can take (9 parameters a row stays under SQLite's 32,766 limit).
+        for chunk in events.chunks(EVENT_INSERT_CHUNK) {
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO job_events (job_id, counter, uuid, event, start_line, end_line, stdout, created, data) ",
+            );
+            insert.push_values(chunk, |mut row, e| {
+                row.push_bind(id)
+                    .push_bind(e.counter)
+                    .push_bind(&e.uuid)
+                    .push_bind(&e.event)
+                    .push_bind(e.start_line)
+                    .push_bind(e.end_line)
+                    .push_bind(&e.stdout)
+                    .push_bind(&e.created)
+                    .push_bind(&e.data);
+            });
+            insert.push(" ON CONFLICT (job_id, counter) DO NOTHING");
+            insert.build().execute(&mut *tx).await?;
         }
         sqlx::query("UPDATE jobs SET result_offset = $1 WHERE id = $2")
             .bind(i64::try_from(offset).unwrap_or(i64::MAX))
@@ -608,5 +613,60 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(counter: i64) -> EventRow {
+        EventRow {
+            counter,
+            uuid: format!("u{counter}"),
+            event: "runner_on_ok".into(),
+            start_line: counter,
+            end_line: counter + 1,
+            stdout: format!("line {counter}"),
+            created: None,
+            data: "{}".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn events_are_stored_once_each_with_their_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("t.db")).await.unwrap();
+        let job = s
+            .create_job(&NewJob {
+                name: "j".into(),
+                playbook: "p.yml".into(),
+                project_sha256: "0".repeat(64),
+                inventory: "localhost\n".into(),
+                extra_vars: "{}".into(),
+                limit: None,
+                forks: None,
+                verbosity: None,
+                requested_node: None,
+                task_impact: 2,
+                instance_group: "default".into(),
+                host_count: Some(1),
+                execution_environment: None,
+            })
+            .await
+            .unwrap();
+        // More than one INSERT chunk, a duplicate inside the batch, then the batch again (a
+        // resumed read re-parses the same bytes).
+        let mut batch: Vec<EventRow> = (1..=1200).map(event).collect();
+        batch.push(event(7));
+        s.record_events(job.id, &batch, 1000).await.unwrap();
+        s.record_events(job.id, &batch, 2000).await.unwrap();
+        assert_eq!(s.event_count(job.id).await.unwrap(), 1200);
+        assert_eq!(s.job(job.id).await.unwrap().unwrap().result_offset, 2000);
+        let tail = s.events(job.id, 1198, 10).await.unwrap();
+        assert_eq!(
+            tail.iter().map(|e| e.counter).collect::<Vec<_>>(),
+            [1199, 1200]
+        );
     }
 }
