@@ -12,7 +12,7 @@ use nix::unistd::Pid;
 use serde_json::Value;
 
 use super::podman::{LABEL_NODE, LABEL_UNIT_DIR, podman};
-use crate::settings::AgentSettings;
+use crate::settings::{AgentSettings, WorkerMode};
 
 /// Whether the receptor unit whose directory is `unit_dir` has verifiably finished.
 pub fn unit_finished(unit_dir: &Path) -> bool {
@@ -40,7 +40,10 @@ pub fn unit_finished(unit_dir: &Path) -> bool {
 
 /// Removes leftovers of finished units of `node`, except `own_unit_dir` (this worker's unit).
 pub async fn sweep(settings: &AgentSettings, node: &str, node_dir: &Path, own_unit_dir: &Path) {
-    sweep_containers(settings, node, own_unit_dir).await;
+    // Host-mode nodes start no containers (and may have no podman at all).
+    if settings.worker.mode == WorkerMode::Podman {
+        sweep_containers(settings, node, own_unit_dir).await;
+    }
     if let Ok(entries) = std::fs::read_dir(settings.state_dir.join("units")) {
         for entry in entries.flatten() {
             let unit_dir = node_dir.join(entry.file_name());

@@ -112,12 +112,7 @@ impl Cache {
 
 /// The table's fingerprint, read without decoding any row.
 async fn table_fingerprint(store: &Store) -> Result<Fingerprint, StoreError> {
-    let (rows, revisions, newest_id, newest_change) = sqlx::query_as(
-        "SELECT COUNT(*), COALESCE(SUM(revision), 0), COALESCE(MAX(id), 0), MAX(modified) \
-         FROM instances",
-    )
-    .fetch_one(&store.pool)
-    .await?;
+    let (rows, revisions, newest_id, newest_change) = store.instances_fingerprint().await?;
     Ok(Fingerprint {
         rows,
         revisions,

@@ -311,6 +311,19 @@ impl Store {
         row.as_ref().map(instance_from_row).transpose()
     }
 
+    /// Row count, revision sum, newest id and newest change of the instances table: cheap to
+    /// read, and different whenever any writer changed an instance (discovery's cache check).
+    pub async fn instances_fingerprint(
+        &self,
+    ) -> Result<(i64, i64, i64, Option<String>), StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT COUNT(*), COALESCE(SUM(revision), 0), COALESCE(MAX(id), 0), MAX(modified) \
+             FROM instances",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     /// Every instance, by id.
     pub async fn all_instances(&self) -> Result<Vec<Instance>, StoreError> {
         let rows = sqlx::query("SELECT * FROM instances ORDER BY id")
