@@ -258,7 +258,7 @@ fn instances_list_filter_order_page_and_patch() {
         task_impact: meshrun_shared::capacity::task_impact(None, Some(forks)),
         instance_group: "default".into(),
         host_count: None,
-        execution_environment: None,
+        ..NewJob::default()
     };
     let on_ghost = StatusChange {
         execution_node: Some("ghost-1"),

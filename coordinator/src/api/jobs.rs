@@ -1,4 +1,8 @@
 //! Jobs: create, list, detail, events, stdout, and a live event stream (SSE).
+//!
+//! Every kind of work (playbook jobs, ad hoc commands, inventory and project updates) is a job
+//! row; `routes_for` gives each kind the same detail, events, stdout, artifacts and stream
+//! endpoints under its own collection, and a row is only found under its own kind's collection.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -20,7 +24,7 @@ use super::page::{PageQuery, Paged};
 use super::{ApiError, AppState};
 use crate::inventory_hosts;
 use crate::projects::ProjectError;
-use crate::store::{EventRow, JOB_ORDER_FIELDS, Job, JobFilter, JobStatus, NewJob};
+use crate::store::{EventRow, JOB_ORDER_FIELDS, Job, JobFilter, JobKind, JobStatus, NewJob};
 
 /// Largest inventory text accepted.
 const MAX_INVENTORY_BYTES: usize = 1 << 20;
@@ -123,12 +127,14 @@ fn validate(body: &CreateJob, files: &[String]) -> Result<Option<NodeId>, ApiErr
     Ok(node)
 }
 
-/// The job as the API shows it.
-fn job_json(job: &Job) -> Value {
+/// The job as the API shows it (its `type` says which kind of work it is).
+pub fn job_json(job: &Job) -> Value {
     let mut v = serde_json::to_value(job).unwrap_or_else(|_| json!({}));
     if let Some(obj) = v.as_object_mut() {
-        obj.insert("type".into(), json!("job"));
-        obj.insert("url".into(), json!(format!("/api/v2/jobs/{}/", job.id)));
+        obj.insert(
+            "url".into(),
+            json!(format!("/api/v2/{}/{}/", job.kind.collection(), job.id)),
+        );
         obj.insert("elapsed".into(), json!(elapsed(job)));
         obj.insert(
             "failed".into(),
@@ -185,6 +191,7 @@ pub async fn create(
             .unwrap_or_else(|| "default".into()),
         host_count,
         execution_environment: body.execution_environment.clone(),
+        ..NewJob::default()
     };
     let group = &new.instance_group;
     if !state
@@ -203,13 +210,16 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(job_json(&job))))
 }
 
-/// `?status=&execution_node=&instance_group=&order_by=` plus paging.
+/// `?status=&execution_node=&instance_group=&type=&order_by=` plus paging (`type` only on the
+/// unified view).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     status: Option<String>,
     execution_node: Option<String>,
     instance_group: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
     order_by: Option<String>,
     page: Option<i64>,
     page_size: Option<i64>,
@@ -220,6 +230,23 @@ pub async fn list(
     State(state): State<AppState>,
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Paged<Value>>, ApiError> {
+    list_kind(state, q, Some(JobKind::Job)).await
+}
+
+/// `GET /api/v2/unified_jobs/`: every kind of work together; `?type=` narrows it to one.
+pub async fn unified_list(
+    State(state): State<AppState>,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Paged<Value>>, ApiError> {
+    list_kind(state, q, None).await
+}
+
+/// The list of one kind's collection (`Some`) or of the unified view (`None`).
+pub async fn list_kind(
+    state: AppState,
+    q: Result<Query<ListQuery>, QueryRejection>,
+    only: Option<JobKind>,
+) -> Result<Json<Paged<Value>>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let status = q
         .status
@@ -227,6 +254,20 @@ pub async fn list(
         .map(str::parse::<JobStatus>)
         .transpose()
         .map_err(ApiError::bad_request)?;
+    let kind = match (only, q.kind.as_deref()) {
+        (Some(k), None) => Some(k),
+        (Some(k), Some(_)) => {
+            return Err(ApiError::bad_request(format!(
+                "type filters only the unified view (/api/v2/unified_jobs/); /api/v2/{}/ lists {} rows only",
+                k.collection(),
+                k.as_str()
+            )));
+        }
+        (None, t) => t
+            .map(str::parse::<JobKind>)
+            .transpose()
+            .map_err(ApiError::bad_request)?,
+    };
     let order_by = q.order_by.clone().unwrap_or_else(|| "-id".into());
     if !JOB_ORDER_FIELDS.contains(&order_by.trim_start_matches('-')) {
         return Err(ApiError::bad_request(format!(
@@ -243,6 +284,7 @@ pub async fn list(
         status,
         execution_node: q.execution_node.clone(),
         instance_group: q.instance_group.clone(),
+        kind,
     };
     let rows = state
         .store
@@ -253,37 +295,104 @@ pub async fn list(
         ("status", &q.status),
         ("execution_node", &q.execution_node),
         ("instance_group", &q.instance_group),
+        ("type", &q.kind),
         ("order_by", &q.order_by),
     ] {
         if let Some(v) = v {
             extra.push_str(&format!("&{k}={v}"));
         }
     }
+    let path = match only {
+        Some(k) => format!("/api/v2/{}/", k.collection()),
+        None => "/api/v2/unified_jobs/".to_string(),
+    };
     let results = rows.results.iter().map(job_json).collect();
     Ok(Json(Paged::new(
-        "/api/v2/jobs/",
-        &extra,
-        rows.count,
-        page,
-        size,
-        results,
+        &path, &extra, rows.count, page, size, results,
     )))
 }
 
-async fn load(state: &AppState, id: i64) -> Result<Job, ApiError> {
+/// Detail, events, stdout, artifacts and the live stream for one kind's collection.
+pub fn routes_for(kind: JobKind) -> axum::Router<AppState> {
+    use axum::routing::get;
+    let base = format!("/api/v2/{}/{{id}}", kind.collection());
+    let mut r = axum::Router::new()
+        .route(
+            &format!("{base}/"),
+            get(move |s: State<AppState>, p: Path<i64>| detail(s, p, kind)),
+        )
+        .route(
+            &format!("{base}/events/"),
+            get(
+                move |s: State<AppState>,
+                      p: Path<i64>,
+                      q: Result<Query<EventsQuery>, QueryRejection>| {
+                    events(s, p, q, kind)
+                },
+            ),
+        )
+        .route(
+            &format!("{base}/stdout/"),
+            get(
+                move |s: State<AppState>,
+                      p: Path<i64>,
+                      q: Result<Query<StdoutQuery>, QueryRejection>| {
+                    stdout(s, p, q, kind)
+                },
+            ),
+        )
+        .route(
+            &format!("{base}/artifacts/"),
+            get(move |s: State<AppState>, p: Path<i64>| artifacts(s, p, kind)),
+        )
+        .route(
+            &format!("{base}/events/stream/"),
+            get(
+                move |s: State<AppState>,
+                      p: Path<i64>,
+                      q: Result<Query<StreamQuery>, QueryRejection>| {
+                    stream(s, p, q, kind)
+                },
+            ),
+        );
+    if kind == JobKind::Job {
+        // AWX's name for a playbook job's events.
+        r = r.route(
+            &format!("{base}/job_events/"),
+            get(
+                move |s: State<AppState>,
+                      p: Path<i64>,
+                      q: Result<Query<EventsQuery>, QueryRejection>| {
+                    events(s, p, q, kind)
+                },
+            ),
+        );
+    }
+    r
+}
+
+/// The row `id` of `kind` (a row of another kind is not found here, as in AWX).
+pub async fn load(state: &AppState, id: i64, kind: JobKind) -> Result<Job, ApiError> {
     state
         .store
         .job(id)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("no job with id {id}")))
+        .filter(|j| j.kind == kind)
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no {} with id {id}",
+                kind.as_str().replace('_', " ")
+            ))
+        })
 }
 
-/// `GET /api/v2/jobs/{id}/`.
+/// `GET /api/v2/<collection>/{id}/`.
 pub async fn detail(
     State(state): State<AppState>,
     Path(id): Path<i64>,
+    kind: JobKind,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(job_json(&load(&state, id).await?)))
+    Ok(Json(job_json(&load(&state, id, kind).await?)))
 }
 
 fn event_json(e: &EventRow) -> Value {
@@ -309,14 +418,15 @@ pub struct EventsQuery {
     page_size: Option<i64>,
 }
 
-/// `GET /api/v2/jobs/{id}/job_events/`.
+/// `GET /api/v2/<collection>/{id}/events/` (and `job_events/` for jobs).
 pub async fn events(
     State(state): State<AppState>,
     Path(id): Path<i64>,
     q: Result<Query<EventsQuery>, QueryRejection>,
+    kind: JobKind,
 ) -> Result<Json<Paged<Value>>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    load(&state, id).await?;
+    load(&state, id, kind).await?;
     let (limit, offset, page, size) = PageQuery {
         page: q.page,
         page_size: q.page_size,
@@ -325,7 +435,7 @@ pub async fn events(
     let after = q.counter_gt.unwrap_or(0);
     let count = state.store.event_count(id).await?;
     let rows = state.store.events(id, after + offset, limit).await?;
-    let path = format!("/api/v2/jobs/{id}/job_events/");
+    let path = format!("/api/v2/{}/{id}/events/", kind.collection());
     Ok(Json(Paged::new(
         &path,
         "",
@@ -342,14 +452,15 @@ pub struct StdoutQuery {
     format: Option<String>,
 }
 
-/// `GET /api/v2/jobs/{id}/stdout/`.
+/// `GET /api/v2/<collection>/{id}/stdout/`.
 pub async fn stdout(
     State(state): State<AppState>,
     Path(id): Path<i64>,
     q: Result<Query<StdoutQuery>, QueryRejection>,
+    kind: JobKind,
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    load(&state, id).await?;
+    load(&state, id, kind).await?;
     let text = state.store.stdout(id).await?;
     match q.format.as_deref().unwrap_or("txt") {
         "txt" => Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()),
@@ -360,12 +471,13 @@ pub async fn stdout(
     }
 }
 
-/// `GET /api/v2/jobs/{id}/artifacts/`: the job's artifacts dir as tar + zstd.
+/// `GET /api/v2/<collection>/{id}/artifacts/`: the job's artifacts dir as tar + zstd.
 pub async fn artifacts(
     State(state): State<AppState>,
     Path(id): Path<i64>,
+    kind: JobKind,
 ) -> Result<Response, ApiError> {
-    load(&state, id).await?;
+    load(&state, id, kind).await?;
     let Some(path) = state.runner.artifacts_path(id) else {
         return Err(ApiError::not_found(format!(
             "job {id} has no stored artifacts"
@@ -460,15 +572,16 @@ fn status_event(job: &Job) -> Event {
     )
 }
 
-/// `GET /api/v2/jobs/{id}/events/stream/`: every event after `after`, then live ones, then the
-/// final status.
+/// `GET /api/v2/<collection>/{id}/events/stream/`: every event after `after`, then live ones,
+/// then the final status.
 pub async fn stream(
     State(state): State<AppState>,
     Path(id): Path<i64>,
     q: Result<Query<StreamQuery>, QueryRejection>,
+    kind: JobKind,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    load(&state, id).await?;
+    load(&state, id, kind).await?;
     let follow = Follow {
         rx: state.bus.subscribe(),
         state,

@@ -20,7 +20,7 @@ pub use error::ApiError;
 use crate::events_bus::EventsBus;
 use crate::projects::ProjectStore;
 use crate::runner::JobRunner;
-use crate::store::Store;
+use crate::store::{JobKind, Store};
 
 /// Shared state of every handler.
 #[derive(Debug, Clone)]
@@ -52,11 +52,11 @@ pub fn router(state: AppState, max_upload_bytes: usize) -> Router {
             post(projects::upload).layer(DefaultBodyLimit::max(max_upload_bytes)),
         )
         .route("/api/v2/jobs/", get(jobs::list).post(jobs::create))
-        .route("/api/v2/jobs/{id}/", get(jobs::detail))
-        .route("/api/v2/jobs/{id}/job_events/", get(jobs::events))
-        .route("/api/v2/jobs/{id}/stdout/", get(jobs::stdout))
-        .route("/api/v2/jobs/{id}/artifacts/", get(jobs::artifacts))
-        .route("/api/v2/jobs/{id}/events/stream/", get(jobs::stream))
+        .route("/api/v2/unified_jobs/", get(jobs::unified_list))
+        .merge(jobs::routes_for(JobKind::Job))
+        .merge(jobs::routes_for(JobKind::AdHocCommand))
+        .merge(jobs::routes_for(JobKind::InventoryUpdate))
+        .merge(jobs::routes_for(JobKind::ProjectUpdate))
         .route(
             "/api/v2/instance_groups/",
             get(instance_groups::list).post(instance_groups::create),

@@ -1,17 +1,15 @@
 //! `meshrun job ...`: run a playbook through the coordinator and follow it live.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, anyhow, bail};
 use clap::{Args, Subcommand};
-use futures::StreamExt;
 use serde_json::{Map, Value, json};
 
 use super::client::Client;
-use super::sse;
+use super::follow::{exit_for, follow, print_summary};
 
 /// `meshrun job` subcommands.
 #[derive(Debug, Subcommand)]
@@ -145,7 +143,7 @@ pub async fn run(url: &str, cmd: JobCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         JobCommand::Follow { id } => {
-            let first = follow(&client, id, Instant::now()).await?;
+            let first = follow(&client, "jobs", id, Instant::now()).await?;
             let job = client.get(&format!("/api/v2/jobs/{id}/")).await?;
             print_summary(&job, first);
             Ok(exit_for(&job))
@@ -236,116 +234,10 @@ async fn run_job(client: &Client, args: &RunArgs) -> anyhow::Result<ExitCode> {
         println!("{id}");
         return Ok(ExitCode::SUCCESS);
     }
-    let first_event = follow(client, id, t0).await?;
+    let first_event = follow(client, "jobs", id, t0).await?;
     let job = client.get(&format!("/api/v2/jobs/{id}/")).await?;
     print_summary(&job, first_event);
     Ok(exit_for(&job))
-}
-
-/// Prints a job's events live until it ends; returns the time from `t0` to the first event.
-async fn follow(client: &Client, id: i64, t0: Instant) -> anyhow::Result<Option<Duration>> {
-    let mut after = 0i64;
-    let mut first_event = None;
-    let mut last_status = String::new();
-    let mut last_reason = String::new();
-    let mut attempts = 0;
-    loop {
-        let url = client.url(&format!("/api/v2/jobs/{id}/events/stream/?after={after}"));
-        let resp = match client.http().get(&url).send().await {
-            Ok(r) if r.status().is_success() => r,
-            Ok(r) => bail!("cannot follow job {id}: {}", r.status()),
-            Err(e) if attempts < 5 => {
-                attempts += 1;
-                eprintln!("lost the coordinator ({e}); retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-            Err(e) => bail!("cannot follow job {id}: {e}"),
-        };
-        let mut parser = sse::Parser::default();
-        let mut body = resp.bytes_stream();
-        let mut ended = false;
-        while let Some(chunk) = body.next().await {
-            let Ok(chunk) = chunk else { break };
-            for msg in parser.push(&chunk) {
-                let data: Value = serde_json::from_str(&msg.data).unwrap_or(Value::Null);
-                match msg.event.as_str() {
-                    "job_event" => {
-                        first_event.get_or_insert_with(|| t0.elapsed());
-                        after = data["counter"].as_i64().unwrap_or(after);
-                        if let Some(text) = data["stdout"].as_str().filter(|t| !t.is_empty()) {
-                            let mut out = std::io::stdout().lock();
-                            let _ = writeln!(out, "{}", text.replace("\r\n", "\n"));
-                            let _ = out.flush();
-                        }
-                    }
-                    "status" => {
-                        let status = data["status"].as_str().unwrap_or("?").to_string();
-                        let why = data["job_explanation"].as_str().unwrap_or("").to_string();
-                        if status == "pending" && !why.is_empty() && why != last_reason {
-                            eprintln!("job {id} pending: {why}");
-                            last_reason = why;
-                        }
-                        if status != last_status {
-                            match status.as_str() {
-                                "pending" | "waiting" | "submitting" => {
-                                    eprintln!("job {id} {status}...")
-                                }
-                                "running" => eprintln!(
-                                    "job {id} running on {} (route {})",
-                                    data["execution_node"].as_str().unwrap_or("?"),
-                                    data["execution_route"].as_str().unwrap_or("?")
-                                ),
-                                _ => ended = true,
-                            }
-                            last_status = status;
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-        if ended {
-            return Ok(first_event);
-        }
-        attempts += 1;
-        if attempts > 5 {
-            bail!("the live stream of job {id} kept breaking; see `meshrun job show {id}`");
-        }
-    }
-}
-
-fn print_summary(job: &Value, first_event: Option<Duration>) {
-    let s = |k: &str| job[k].as_str().unwrap_or("-").to_string();
-    eprintln!();
-    eprintln!("job {}: {}", job["id"], s("status"));
-    eprintln!("  controller node: {}", s("controller_node"));
-    eprintln!("  execution node:  {}", s("execution_node"));
-    eprintln!("  route:           {}", s("execution_route"));
-    eprintln!("  work unit:       {}", s("work_unit_id"));
-    eprintln!(
-        "  elapsed:         {:.2} s",
-        job["elapsed"].as_f64().unwrap_or(0.0)
-    );
-    if let Some(d) = first_event {
-        eprintln!("  first event:     {} ms after `job run`", d.as_millis());
-    }
-    let explanation = s("job_explanation");
-    if !explanation.is_empty() && explanation != "-" {
-        eprintln!("  explanation:     {explanation}");
-    }
-    let traceback = s("result_traceback");
-    if !traceback.is_empty() && traceback != "-" {
-        eprintln!("  traceback:\n{traceback}");
-    }
-}
-
-fn exit_for(job: &Value) -> ExitCode {
-    match job["status"].as_str() {
-        Some("successful") => ExitCode::SUCCESS,
-        Some("pending" | "waiting" | "submitting" | "running") => ExitCode::from(3),
-        _ => ExitCode::FAILURE,
-    }
 }
 
 #[cfg(test)]

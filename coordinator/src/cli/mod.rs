@@ -3,10 +3,12 @@
 
 mod client;
 mod codec;
+mod follow;
 mod instances;
 mod job;
 mod mesh;
 mod sse;
+mod unified;
 
 use std::process::ExitCode;
 
@@ -36,6 +38,8 @@ enum Command {
     /// Jobs: run one, show one, print its output.
     #[command(subcommand)]
     Job(job::JobCommand),
+    /// Every kind of job (playbook jobs, ad hoc commands, inventory and project updates).
+    Jobs(unified::JobsArgs),
     /// The mesh's nodes as a table; `instances health-check NODE` checks one now.
     Instances(instances::InstancesArgs),
     /// The mesh as a tree from the coordinator's control node.
@@ -55,6 +59,7 @@ pub fn main() -> ExitCode {
         Command::Transmit(args) => codec::transmit(&args),
         Command::Process(args) => codec::process(&args),
         Command::Job(cmd) => block_on(job::run(&cli.url, cmd)),
+        Command::Jobs(args) => block_on(unified::run(&cli.url, args)),
         Command::Instances(args) => block_on(instances::run(&cli.url, args)),
         Command::Mesh(args) => block_on(mesh::run(&cli.url, args)),
     };

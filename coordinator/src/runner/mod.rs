@@ -6,6 +6,7 @@
 //! `work results` from the stored byte offset, store events with the offset they were parsed up
 //! to, set the final status and release the unit.
 
+mod after;
 mod follow;
 pub mod outcome;
 pub mod payload;
@@ -300,6 +301,15 @@ impl JobRunner {
                 // As AWX: an error with no traceback of its own keeps the worker's last output.
                 if outcome.status == JobStatus::Error && outcome.traceback.is_empty() {
                     outcome.traceback = f.tail;
+                }
+                if outcome.status == JobStatus::Successful
+                    && let Err(explanation) = after::on_success(self, &job, &job_dir).await
+                {
+                    outcome = Outcome {
+                        status: JobStatus::Error,
+                        explanation,
+                        traceback: String::new(),
+                    };
                 }
                 (outcome, f.rc)
             }

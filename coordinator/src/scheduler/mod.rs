@@ -100,7 +100,7 @@ impl Scheduler {
                 task_impact: j.task_impact,
                 forks: j.forks.filter(|f| *f > 0).unwrap_or(5),
                 group: j.instance_group.clone(),
-                control_only: false,
+                control_only: j.kind.is_control_work(),
                 only_node: j.requested_node.clone(),
             })
             .collect();

@@ -95,9 +95,83 @@ impl FromStr for JobStatus {
     }
 }
 
-/// What a caller gives to create a job.
-#[derive(Debug, Clone)]
+/// What kind of work a job row is (AWX's unified job types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// A playbook run.
+    #[default]
+    Job,
+    /// An ad hoc command (one module against a host pattern).
+    AdHocCommand,
+    /// `ansible-inventory` against an inventory source, refreshing a stored inventory.
+    InventoryUpdate,
+    /// A checkout of a project's SCM revision, run on a control node as `local` work.
+    ProjectUpdate,
+}
+
+impl JobKind {
+    /// Every kind.
+    pub const ALL: [JobKind; 4] = [
+        JobKind::Job,
+        JobKind::AdHocCommand,
+        JobKind::InventoryUpdate,
+        JobKind::ProjectUpdate,
+    ];
+
+    /// The stored and API name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Job => "job",
+            JobKind::AdHocCommand => "ad_hoc_command",
+            JobKind::InventoryUpdate => "inventory_update",
+            JobKind::ProjectUpdate => "project_update",
+        }
+    }
+
+    /// The API collection its rows live under (`/api/v2/<collection>/<id>/`).
+    pub fn collection(self) -> &'static str {
+        match self {
+            JobKind::Job => "jobs",
+            JobKind::AdHocCommand => "ad_hoc_commands",
+            JobKind::InventoryUpdate => "inventory_updates",
+            JobKind::ProjectUpdate => "project_updates",
+        }
+    }
+
+    /// Whether it is control-plane work: it runs on a control node itself, as `local` work.
+    pub fn is_control_work(self) -> bool {
+        self == JobKind::ProjectUpdate
+    }
+}
+
+impl fmt::Display for JobKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for JobKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        JobKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown job type {s:?} (one of: {})",
+                    JobKind::ALL.map(JobKind::as_str).join(", ")
+                )
+            })
+    }
+}
+
+/// What a caller gives to create a job (fields a kind does not use stay at their default).
+#[derive(Debug, Clone, Default)]
 pub struct NewJob {
+    /// The kind of work.
+    pub kind: JobKind,
     /// A display name.
     pub name: String,
     /// Playbook path relative to the project.
@@ -124,6 +198,20 @@ pub struct NewJob {
     pub host_count: Option<i64>,
     /// The execution-environment image (else the node's default).
     pub execution_environment: Option<String>,
+    /// Ad hoc: the module.
+    pub module_name: Option<String>,
+    /// Ad hoc: the module's arguments.
+    pub module_args: Option<String>,
+    /// Ad hoc: run with `--become`.
+    pub become_enabled: bool,
+    /// The stored inventory used (or refreshed, for an inventory update).
+    pub inventory_id: Option<i64>,
+    /// Inventory update: the source path inside the project.
+    pub inventory_source: Option<String>,
+    /// The stored project used (or refreshed, for a project update).
+    pub project_id: Option<i64>,
+    /// The SCM revision the work ran (or, for a project update, checked out).
+    pub scm_revision: Option<String>,
 }
 
 /// A stored job.
@@ -131,6 +219,9 @@ pub struct NewJob {
 pub struct Job {
     /// Integer id, as AWX.
     pub id: i64,
+    /// The kind of work.
+    #[serde(rename = "type")]
+    pub kind: JobKind,
     /// Display name.
     pub name: String,
     /// Status.
@@ -185,6 +276,20 @@ pub struct Job {
     pub started: Option<String>,
     /// When the job ended.
     pub finished: Option<String>,
+    /// Ad hoc: the module.
+    pub module_name: Option<String>,
+    /// Ad hoc: the module's arguments.
+    pub module_args: Option<String>,
+    /// Ad hoc: run with `--become`.
+    pub become_enabled: bool,
+    /// The stored inventory used (or refreshed).
+    pub inventory_id: Option<i64>,
+    /// Inventory update: the source path inside the project.
+    pub inventory_source: Option<String>,
+    /// The stored project used (or refreshed).
+    pub project_id: Option<i64>,
+    /// The SCM revision the work ran (or checked out).
+    pub scm_revision: Option<String>,
 }
 
 /// One event as stored.
@@ -227,6 +332,8 @@ pub struct JobFilter {
     pub execution_node: Option<String>,
     /// Only jobs of this instance group.
     pub instance_group: Option<String>,
+    /// Only this kind (`None`: every kind, the unified view).
+    pub kind: Option<JobKind>,
 }
 
 /// Columns `order_by` may name for jobs (a leading `-` sorts descending).
@@ -268,8 +375,14 @@ fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {
         what: "job status",
         value: status.clone(),
     })?;
+    let kind: String = row.try_get("kind")?;
+    let kind = kind.parse().map_err(|_| StoreError::Invalid {
+        what: "job type",
+        value: kind.clone(),
+    })?;
     Ok(Job {
         id: row.try_get("id")?,
+        kind,
         name: row.try_get("name")?,
         status,
         cancel_flag: row.try_get("cancel_flag")?,
@@ -296,6 +409,13 @@ fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {
         created: row.try_get("created")?,
         started: row.try_get("started")?,
         finished: row.try_get("finished")?,
+        module_name: row.try_get("module_name")?,
+        module_args: row.try_get("module_args")?,
+        become_enabled: row.try_get("become_enabled")?,
+        inventory_id: row.try_get("inventory_id")?,
+        inventory_source: row.try_get("inventory_source")?,
+        project_id: row.try_get("project_id")?,
+        scm_revision: row.try_get("scm_revision")?,
     })
 }
 
@@ -304,8 +424,10 @@ impl Store {
     pub async fn create_job(&self, new: &NewJob) -> Result<Job, StoreError> {
         let row = sqlx::query(
             "INSERT INTO jobs (name, status, playbook, project_sha256, inventory, extra_vars, \
-             limit_hosts, forks, verbosity, requested_node, created, task_impact, instance_group, host_count, execution_environment) \
-             VALUES ($1, 'pending', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING *",
+             limit_hosts, forks, verbosity, requested_node, created, task_impact, instance_group, host_count, execution_environment, \
+             kind, module_name, module_args, become_enabled, inventory_id, inventory_source, project_id, scm_revision) \
+             VALUES ($1, 'pending', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
+             $15, $16, $17, $18, $19, $20, $21, $22) RETURNING *",
         )
         .bind(&new.name)
         .bind(&new.playbook)
@@ -321,6 +443,14 @@ impl Store {
         .bind(&new.instance_group)
         .bind(new.host_count)
         .bind(&new.execution_environment)
+        .bind(new.kind.as_str())
+        .bind(&new.module_name)
+        .bind(&new.module_args)
+        .bind(new.become_enabled)
+        .bind(new.inventory_id)
+        .bind(&new.inventory_source)
+        .bind(new.project_id)
+        .bind(&new.scm_revision)
         .fetch_one(&self.pool)
         .await?;
         job_from_row(&row)
@@ -353,21 +483,24 @@ impl Store {
             .copied()
             .unwrap_or("id");
         let status = filter.status.map(JobStatus::as_str);
+        let kind = filter.kind.map(JobKind::as_str);
         let where_sql = "($1 IS NULL OR status = $1) AND ($2 IS NULL OR execution_node = $2) \
-                         AND ($3 IS NULL OR instance_group = $3)";
+                         AND ($3 IS NULL OR instance_group = $3) AND ($4 IS NULL OR kind = $4)";
         let count: i64 =
             sqlx::query_scalar(&format!("SELECT COUNT(*) FROM jobs WHERE {where_sql}"))
                 .bind(status)
                 .bind(&filter.execution_node)
                 .bind(&filter.instance_group)
+                .bind(kind)
                 .fetch_one(&self.pool)
                 .await?;
         let rows = sqlx::query(&format!(
-            "SELECT * FROM jobs WHERE {where_sql} ORDER BY {field} {dir}, id {dir} LIMIT $4 OFFSET $5"
+            "SELECT * FROM jobs WHERE {where_sql} ORDER BY {field} {dir}, id {dir} LIMIT $5 OFFSET $6"
         ))
         .bind(status)
         .bind(&filter.execution_node)
         .bind(&filter.instance_group)
+        .bind(kind)
         .bind(limit)
         .bind(offset)
         .fetch_all(&self.pool)
@@ -651,7 +784,7 @@ mod tests {
                 task_impact: 2,
                 instance_group: "default".into(),
                 host_count: Some(1),
-                execution_environment: None,
+                ..NewJob::default()
             })
             .await
             .unwrap();

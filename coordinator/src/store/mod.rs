@@ -21,7 +21,8 @@ pub use instances::{
     NodeState,
 };
 pub use jobs::{
-    EventRow, JOB_ORDER_FIELDS, Job, JobFilter, JobStatus, NewJob, NodeLoad, Page, StatusChange,
+    EventRow, JOB_ORDER_FIELDS, Job, JobFilter, JobKind, JobStatus, NewJob, NodeLoad, Page,
+    StatusChange,
 };
 
 /// Store failures.

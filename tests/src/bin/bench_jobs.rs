@@ -652,7 +652,7 @@ fn bench_ingest(runs: usize, figures: &mut Vec<Figure>) {
                     task_impact: 2,
                     instance_group: "default".into(),
                     host_count: Some(1),
-                    execution_environment: None,
+                    ..NewJob::default()
                 })
                 .await
                 .expect("job");

@@ -1,0 +1,74 @@
+//! `meshrun jobs`: every kind of work (playbook jobs, ad hoc commands, inventory and project
+//! updates) in one table, newest first.
+
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::client::Client;
+
+/// `meshrun jobs` options.
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    /// Only this status.
+    #[arg(long)]
+    status: Option<String>,
+    /// Only this type: job, ad_hoc_command, inventory_update or project_update.
+    #[arg(long = "type")]
+    kind: Option<String>,
+    /// How many to show.
+    #[arg(long, default_value_t = 20)]
+    limit: u32,
+    /// Print the API's page as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Lists unified jobs.
+pub async fn run(url: &str, args: JobsArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(url);
+    let mut path = format!(
+        "/api/v2/unified_jobs/?page_size={}",
+        args.limit.clamp(1, 200)
+    );
+    for (k, v) in [("status", &args.status), ("type", &args.kind)] {
+        if let Some(v) = v {
+            path.push_str(&format!("&{k}={}", urlencode(v)));
+        }
+    }
+    let page = client.get(&path).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&page)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:>6}  {:<16}  {:<10}  {:<24}  {:<12}  {:<12}  {:>8}",
+        "id", "type", "status", "name", "controller", "node", "elapsed"
+    );
+    for j in page["results"].as_array().into_iter().flatten() {
+        let s = |k: &str| j[k].as_str().unwrap_or("-").to_string();
+        println!(
+            "{:>6}  {:<16}  {:<10}  {:<24}  {:<12}  {:<12}  {:>7.1}s",
+            j["id"],
+            s("type"),
+            s("status"),
+            s("name").chars().take(24).collect::<String>(),
+            s("controller_node"),
+            s("execution_node"),
+            j["elapsed"].as_f64().unwrap_or(0.0),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Percent-encodes a query value (everything but unreserved characters).
+fn urlencode(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
