@@ -9,6 +9,8 @@
 //! - [`store`]: SQLite store of jobs and events (migrations in `migrations/`).
 //! - [`project_archive`]: tar + zstd project archives: deterministic packing, hostile-input-safe
 //!   unpacking.
+//! - [`inventories`]: stored inventories' content: `ansible-inventory --list` import checks and
+//!   rendering into inventory text for jobs.
 //! - [`projects`]: content-addressed project archives, checked on upload.
 //! - [`metrics`]: counters the loops update and `/metrics` renders.
 //! - [`mesh`]: what the control node's receptor `status` says about nodes and routes.
@@ -24,6 +26,7 @@ pub mod control_node;
 pub mod discovery;
 pub mod events_bus;
 pub mod health;
+pub mod inventories;
 pub mod inventory_hosts;
 pub mod mesh;
 pub mod metrics;

@@ -29,6 +29,14 @@ impl ApiError {
         }
     }
 
+    /// 409 with `detail`.
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::CONFLICT,
+            detail: detail.into(),
+        }
+    }
+
     /// 500; the cause is logged, the client sees a generic text.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error answering an API request");

@@ -22,12 +22,8 @@ use serde_json::{Map, Value, json};
 
 use super::page::{PageQuery, Paged};
 use super::{ApiError, AppState};
-use crate::inventory_hosts;
 use crate::projects::ProjectError;
 use crate::store::{EventRow, JOB_ORDER_FIELDS, Job, JobFilter, JobKind, JobStatus, NewJob};
-
-/// Largest inventory text accepted.
-const MAX_INVENTORY_BYTES: usize = 1 << 20;
 
 /// `POST /api/v2/jobs/` body.
 #[derive(Debug, Deserialize)]
@@ -37,7 +33,10 @@ pub struct CreateJob {
     /// sha256 of an uploaded project archive.
     project: String,
     playbook: String,
-    inventory: String,
+    /// Inventory text (INI or YAML); exactly one of this and `inventory_id`.
+    inventory: Option<String>,
+    /// A stored inventory, rendered into the job at create time.
+    inventory_id: Option<i64>,
     #[serde(default)]
     extra_vars: Map<String, Value>,
     limit: Option<String>,
@@ -93,15 +92,6 @@ fn validate(body: &CreateJob, files: &[String]) -> Result<Option<NodeId>, ApiErr
         return Err(ApiError::bad_request(
             "instance_group must be a non-empty single-line name",
         ));
-    }
-    if body.inventory.trim().is_empty() {
-        return Err(ApiError::bad_request("inventory must not be empty"));
-    }
-    if body.inventory.len() > MAX_INVENTORY_BYTES {
-        return Err(ApiError::bad_request(format!(
-            "inventory is {} bytes; at most {MAX_INVENTORY_BYTES} are accepted",
-            body.inventory.len()
-        )));
     }
     if let Some(f) = body.forks
         && !(1..=500).contains(&f)
@@ -173,12 +163,16 @@ pub async fn create(
         Err(e) => return Err(ApiError::internal(e)),
     };
     let node = validate(&body, &archive.files)?;
-    let host_count = inventory_hosts::count_hosts(&body.inventory);
+    let inventory =
+        super::inventories::job_inventory(&state, body.inventory.as_deref(), body.inventory_id)
+            .await?;
+    let host_count = inventory.host_count;
     let new = NewJob {
         name: body.name.clone().unwrap_or_else(|| body.playbook.clone()),
         playbook: body.playbook.clone(),
         project_sha256: archive.sha256,
-        inventory: body.inventory.clone(),
+        inventory: inventory.text,
+        inventory_id: inventory.inventory_id,
         extra_vars: Value::Object(body.extra_vars.clone()).to_string(),
         limit: body.limit.clone(),
         forks: body.forks,

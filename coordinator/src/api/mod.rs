@@ -4,6 +4,7 @@
 mod error;
 mod instance_groups;
 mod instances;
+mod inventories;
 mod jobs;
 mod mesh_visualizer;
 mod metrics;
@@ -53,6 +54,17 @@ pub fn router(state: AppState, max_upload_bytes: usize) -> Router {
         )
         .route("/api/v2/jobs/", get(jobs::list).post(jobs::create))
         .route("/api/v2/unified_jobs/", get(jobs::unified_list))
+        .route(
+            "/api/v2/inventories/",
+            get(inventories::list).post(inventories::create),
+        )
+        .route("/api/v2/inventories/{id}/", get(inventories::detail))
+        .route("/api/v2/inventories/{id}/hosts/", get(inventories::hosts))
+        .route(
+            "/api/v2/inventories/{id}/update/",
+            post(inventories::update),
+        )
+        .route("/api/v2/inventory_updates/", get(inventories::list_updates))
         .merge(jobs::routes_for(JobKind::Job))
         .merge(jobs::routes_for(JobKind::AdHocCommand))
         .merge(jobs::routes_for(JobKind::InventoryUpdate))

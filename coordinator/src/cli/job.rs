@@ -15,7 +15,7 @@ use super::follow::{exit_for, follow, print_summary};
 #[derive(Debug, Subcommand)]
 pub enum JobCommand {
     /// Run a playbook from a project directory.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Show a job.
     Show {
         /// Job id.
@@ -56,8 +56,16 @@ pub struct RunArgs {
     /// The playbook, relative to the project directory.
     pub playbook: String,
     /// Inventory file (INI or YAML).
-    #[arg(short = 'i', long)]
-    pub inventory: PathBuf,
+    #[arg(
+        short = 'i',
+        long,
+        required_unless_present = "inventory_id",
+        conflicts_with = "inventory_id"
+    )]
+    pub inventory: Option<PathBuf>,
+    /// A stored inventory (`meshrun inventory list`) instead of a file.
+    #[arg(long)]
+    pub inventory_id: Option<i64>,
     /// Run on this execution node (default: the scheduler picks one in the group).
     #[arg(long)]
     pub node: Option<String>,
@@ -183,26 +191,38 @@ fn pack_project(dir: &Path) -> anyhow::Result<Vec<u8>> {
         .with_context(|| format!("cannot pack project directory {}", dir.display()))
 }
 
-async fn run_job(client: &Client, args: &RunArgs) -> anyhow::Result<ExitCode> {
-    let t0 = Instant::now();
-    let inventory = std::fs::read_to_string(&args.inventory)
-        .with_context(|| format!("cannot read inventory {}", args.inventory.display()))?;
-    let extra_vars = parse_extra_vars(&args.extra_vars)?;
-    let dir = args.project_dir.clone();
+/// Packs and uploads a project directory; returns the stored archive's sha256.
+pub(super) async fn upload_project(client: &Client, dir: &Path) -> anyhow::Result<String> {
+    let dir = dir.to_path_buf();
     let archive = tokio::task::spawn_blocking(move || pack_project(&dir)).await??;
     let stored = client
         .post_bytes("/api/v2/project_archives/", "application/zstd", archive)
         .await?;
-    let sha = stored
+    stored
         .get("sha256")
         .and_then(Value::as_str)
-        .ok_or_else(|| anyhow!("the coordinator did not return the archive's sha256"))?;
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("the coordinator did not return the archive's sha256"))
+}
+
+async fn run_job(client: &Client, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let t0 = Instant::now();
+    let extra_vars = parse_extra_vars(&args.extra_vars)?;
+    let sha = upload_project(client, &args.project_dir).await?;
     let mut body = json!({
         "project": sha,
         "playbook": args.playbook,
-        "inventory": inventory,
         "extra_vars": extra_vars,
     });
+    match (&args.inventory, args.inventory_id) {
+        (Some(file), _) => {
+            let inventory = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read inventory {}", file.display()))?;
+            body["inventory"] = json!(inventory);
+        }
+        (None, Some(id)) => body["inventory_id"] = json!(id),
+        (None, None) => bail!("give an inventory file (-i) or --inventory-id"),
+    }
     if let Some(n) = &args.node {
         body["execution_node"] = json!(n);
     }

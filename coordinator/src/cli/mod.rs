@@ -5,6 +5,7 @@ mod client;
 mod codec;
 mod follow;
 mod instances;
+mod inventory;
 mod job;
 mod mesh;
 mod sse;
@@ -38,6 +39,9 @@ enum Command {
     /// Jobs: run one, show one, print its output.
     #[command(subcommand)]
     Job(job::JobCommand),
+    /// Stored inventories: list, create, hosts, update from their source.
+    #[command(subcommand)]
+    Inventory(inventory::InventoryCommand),
     /// Every kind of job (playbook jobs, ad hoc commands, inventory and project updates).
     Jobs(unified::JobsArgs),
     /// The mesh's nodes as a table; `instances health-check NODE` checks one now.
@@ -59,6 +63,7 @@ pub fn main() -> ExitCode {
         Command::Transmit(args) => codec::transmit(&args),
         Command::Process(args) => codec::process(&args),
         Command::Job(cmd) => block_on(job::run(&cli.url, cmd)),
+        Command::Inventory(cmd) => block_on(inventory::run(&cli.url, cmd)),
         Command::Jobs(args) => block_on(unified::run(&cli.url, args)),
         Command::Instances(args) => block_on(instances::run(&cli.url, args)),
         Command::Mesh(args) => block_on(mesh::run(&cli.url, args)),

@@ -4,6 +4,7 @@
 //! Each kind of work differs only in its kwargs and in whether it carries a project: a playbook
 //! job and an inventory update (whose source lives in the project) do, an ad hoc command does not.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use meshrun_shared::runner_stream::{RunnerKwargs, write_transmit_stream};
@@ -40,6 +41,9 @@ pub enum PayloadError {
     },
 }
 
+/// The file an inventory update's `ansible-inventory` writes in the worker's artifacts dir.
+pub const INVENTORY_OUTPUT: &str = "output.json";
+
 /// The kwargs `ansible-runner worker` receives for a job (extra vars travel in `env/`).
 pub fn kwargs(job: &Job) -> Result<RunnerKwargs, PayloadError> {
     let base = RunnerKwargs {
@@ -70,7 +74,33 @@ pub fn kwargs(job: &Job) -> Result<RunnerKwargs, PayloadError> {
             cmdline: job.become_enabled.then(|| "--become".to_string()),
             ..base
         },
-        JobKind::InventoryUpdate | JobKind::ProjectUpdate => {
+        // As AWX: `ansible-inventory --list --export` against the source file in the project,
+        // its output written into the worker's artifacts dir so it comes back in the artifacts
+        // zip. The worker prefixes `inventory` with its private data dir; the command runs in
+        // `<pdd>/project` (`/runner/project` in a container), so the output path is relative.
+        JobKind::InventoryUpdate => {
+            let source = job
+                .inventory_source
+                .clone()
+                .ok_or_else(|| missing("inventory_source"))?;
+            RunnerKwargs {
+                binary: Some("ansible-inventory".into()),
+                inventory: Some(format!("project/{source}")),
+                cmdline: Some(format!(
+                    "--list --export --output ../artifacts/{}/{INVENTORY_OUTPUT}",
+                    base.ident
+                )),
+                // A source that cannot be parsed fails the run instead of yielding an empty
+                // inventory that would replace the stored hosts.
+                envvars: Some(BTreeMap::from([(
+                    "ANSIBLE_INVENTORY_UNPARSED_FAILED".to_string(),
+                    "True".to_string(),
+                )])),
+                forks: None,
+                ..base
+            }
+        }
+        JobKind::ProjectUpdate => {
             return Err(PayloadError::Unsupported(job.kind));
         }
     })
@@ -107,4 +137,73 @@ pub fn build(projects: &ProjectStore, job: &Job, job_dir: &Path) -> Result<PathB
         .map_err(|e| PayloadError::Encode(e.to_string()))?;
     std::fs::remove_dir_all(&pdd)?;
     Ok(stream_path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::JobStatus;
+
+    fn job(kind: JobKind) -> Job {
+        Job {
+            id: 42,
+            kind,
+            name: "n".into(),
+            status: JobStatus::Waiting,
+            cancel_flag: false,
+            playbook: String::new(),
+            project_sha256: "0".repeat(64),
+            inventory: String::new(),
+            extra_vars: "{}".into(),
+            limit: None,
+            forks: Some(9),
+            verbosity: Some(1),
+            requested_node: None,
+            task_impact: 1,
+            instance_group: "default".into(),
+            host_count: None,
+            execution_environment: None,
+            controller_node: None,
+            execution_node: None,
+            execution_route: None,
+            work_unit_id: None,
+            result_offset: 0,
+            job_explanation: String::new(),
+            result_traceback: String::new(),
+            rc: None,
+            created: String::new(),
+            started: None,
+            finished: None,
+            module_name: None,
+            module_args: None,
+            become_enabled: false,
+            inventory_id: Some(3),
+            inventory_source: Some("inv/hosts.py".into()),
+            project_id: None,
+            scm_revision: None,
+        }
+    }
+
+    #[test]
+    fn an_inventory_update_runs_ansible_inventory_into_its_artifacts() {
+        let kw = kwargs(&job(JobKind::InventoryUpdate)).unwrap().to_map();
+        assert_eq!(kw["binary"], "ansible-inventory");
+        assert_eq!(kw["inventory"], "project/inv/hosts.py");
+        assert_eq!(
+            kw["cmdline"],
+            "--list --export --output ../artifacts/42/output.json"
+        );
+        assert_eq!(kw["envvars"]["ANSIBLE_INVENTORY_UNPARSED_FAILED"], "True");
+        // ansible-inventory has no --forks.
+        assert!(kw.get("forks").is_none(), "{kw:?}");
+        let mut no_source = job(JobKind::InventoryUpdate);
+        no_source.inventory_source = None;
+        assert!(matches!(
+            kwargs(&no_source),
+            Err(PayloadError::Missing {
+                field: "inventory_source",
+                ..
+            })
+        ));
+    }
 }

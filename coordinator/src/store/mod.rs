@@ -6,6 +6,7 @@
 
 mod groups;
 mod instances;
+mod inventories;
 mod jobs;
 
 use std::path::Path;
@@ -20,6 +21,7 @@ pub use instances::{
     HealthCheckRecord, INSTANCE_ORDER_FIELDS, Instance, InstanceFilter, Link, NewInstance,
     NodeState,
 };
+pub use inventories::{HostRow, Inventory, NewInventory};
 pub use jobs::{
     EventRow, JOB_ORDER_FIELDS, Job, JobFilter, JobKind, JobStatus, NewJob, NodeLoad, Page,
     StatusChange,
