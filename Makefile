@@ -15,7 +15,8 @@ export CONTAINERS_CONF := $(CURDIR)/packaging/podman/containers.conf
 MESH_TESTS := --test mesh_jobs --test podman_jobs --test agent_run_supervises_receptor \
               --test leftovers_and_cleanup --test instances_api --test control_node_receptor \
               --test discovery_finds_nodes --test node_loss_and_return --test placement_on_a_real_mesh \
-              --test inventory_updates
+              --test inventory_updates \
+              --test ad_hoc_commands
 
 .PHONY: demo test build venv receptor podman ee-image lint bench-agent bench-discovery bench-jobs clean-tools mesh-up mesh-down
 

@@ -39,6 +39,10 @@ pub struct CoordinatorConfig {
     /// The control node's own receptor, when the coordinator runs it.
     #[serde(default)]
     pub control_node: Option<ControlNodeSettings>,
+    /// Modules ad hoc commands may run (AWX's `AD_HOC_COMMANDS`); an ansible-core module may
+    /// also be asked for as `ansible.builtin.<name>`. Empty: ad hoc commands are refused.
+    #[serde(default = "crate::ad_hoc_modules::default_allowed")]
+    pub ad_hoc_commands: Vec<String>,
 }
 
 /// Discovery and health checks.
@@ -258,6 +262,9 @@ impl CoordinatorConfig {
                 }
             }
         }
+        for m in &self.ad_hoc_commands {
+            crate::ad_hoc_modules::check_name(m).map_err(|e| ("ad_hoc_commands", e))?;
+        }
         let ttl_ok = self
             .submit_ttl
             .strip_suffix(['s', 'm', 'h'])
@@ -301,5 +308,23 @@ mod tests {
         assert!(e.contains("database: must be an absolute path"), "{e}");
         let e = parse("submit_ttl = \"soon\"\n").unwrap_err().to_string();
         assert!(e.contains("submit_ttl"), "{e}");
+    }
+
+    #[test]
+    fn ad_hoc_modules_default_to_awx_list_and_can_be_replaced() {
+        let c = parse("").unwrap();
+        assert!(c.ad_hoc_commands.iter().any(|m| m == "ping"));
+        assert_eq!(
+            c.ad_hoc_commands.len(),
+            crate::ad_hoc_modules::DEFAULT_ALLOWED.len()
+        );
+        let c = parse("ad_hoc_commands = [\"ping\", \"ansible.builtin.debug\"]\n").unwrap();
+        assert_eq!(c.ad_hoc_commands, ["ping", "ansible.builtin.debug"]);
+        let c = parse("ad_hoc_commands = []\n").unwrap();
+        assert!(c.ad_hoc_commands.is_empty());
+        let e = parse("ad_hoc_commands = [\"ping; rm\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ad_hoc_commands"), "{e}");
     }
 }

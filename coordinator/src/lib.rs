@@ -18,7 +18,9 @@
 //! - [`api`]: the HTTP API (AWX-shaped JSON under `/api/v2/`).
 //! - [`events_bus`]: tells live followers that a job changed.
 //! - [`cli`]: the `meshrun` command line (HTTP client, `transmit`, `process`).
+//! - [`ad_hoc_modules`]: which modules ad hoc commands may run.
 
+pub mod ad_hoc_modules;
 pub mod api;
 pub mod cli;
 pub mod config;

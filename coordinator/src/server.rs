@@ -154,6 +154,9 @@ async fn serve(config: CoordinatorConfig, shutdown: CancellationToken) -> Result
         metrics,
         health_wakeup,
         scheduler_wake,
+        ad_hoc_modules: std::sync::Arc::new(crate::ad_hoc_modules::AllowedModules::new(
+            &config.ad_hoc_commands,
+        )),
     };
     let listener = tokio::net::TcpListener::bind(config.api_listen)
         .await

@@ -175,6 +175,38 @@ fn update_then_job(mesh: &Mesh, node: &str) {
         stdout.contains("web2 says hello-from-group as secondary"),
         "{stdout}"
     );
+
+    // An ad hoc command naming the inventory runs against its hosts too.
+    let (code, adhoc) = post(
+        mesh,
+        "/api/v2/ad_hoc_commands/",
+        &json!({"inventory_id": inv, "module_name": "ping", "execution_node": node}),
+    );
+    assert_eq!(code, StatusCode::CREATED, "{adhoc:#}");
+    assert_eq!(adhoc["inventory_id"], inv, "{adhoc:#}");
+    assert_eq!(adhoc["host_count"], 2, "{adhoc:#}");
+    let path = format!("/api/v2/ad_hoc_commands/{}/", adhoc["id"]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let done = loop {
+        let (_, now) = get(mesh, &path);
+        if matches!(
+            now["status"].as_str(),
+            Some("successful" | "failed" | "error" | "canceled")
+        ) {
+            break now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ad hoc command never ended: {now:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let (_, out) = get(mesh, &format!("{path}stdout/?format=json"));
+    let out = out["content"].as_str().unwrap_or_default().to_string();
+    assert_eq!(done["status"], "successful", "{done:#}\n{out}");
+    for host in ["web1", "web2"] {
+        assert!(out.contains(&format!("{host} | SUCCESS")), "{out}");
+    }
 }
 
 #[test]

@@ -37,6 +37,11 @@ impl ApiError {
         }
     }
 
+    /// The text the client sees.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
     /// 500; the cause is logged, the client sees a generic text.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error answering an API request");

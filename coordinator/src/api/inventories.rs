@@ -27,7 +27,6 @@ const MAX_DESCRIPTION_LEN: usize = 4096;
 /// Longest source path.
 const MAX_SOURCE_PATH_LEN: usize = 1024;
 /// Largest inventory text a job may send.
-const MAX_INVENTORY_BYTES: usize = 1 << 20;
 /// What an inventory update costs its execution node (AWX: 1, it runs no forks).
 const UPDATE_TASK_IMPACT: i64 = 1;
 
@@ -371,15 +370,7 @@ pub async fn job_inventory(
 ) -> Result<JobInventory, ApiError> {
     match (text, inventory_id) {
         (Some(text), None) => {
-            if text.trim().is_empty() {
-                return Err(ApiError::bad_request("inventory must not be empty"));
-            }
-            if text.len() > MAX_INVENTORY_BYTES {
-                return Err(ApiError::bad_request(format!(
-                    "inventory is {} bytes; at most {MAX_INVENTORY_BYTES} are accepted",
-                    text.len()
-                )));
-            }
+            super::job_fields::check_inventory_text(text)?;
             Ok(JobInventory {
                 text: text.to_string(),
                 host_count: inventory_hosts::count_hosts(text),

@@ -20,6 +20,7 @@ use meshrun_shared::node_id::NodeId;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::job_fields::{self, RunFields};
 use super::page::{PageQuery, Paged};
 use super::{ApiError, AppState};
 use crate::projects::ProjectError;
@@ -68,53 +69,16 @@ fn check_playbook(playbook: &str, files: &[String]) -> Result<(), ApiError> {
 
 fn validate(body: &CreateJob, files: &[String]) -> Result<Option<NodeId>, ApiError> {
     check_playbook(&body.playbook, files)?;
-    let node = body
-        .execution_node
-        .clone()
-        .map(NodeId::new)
-        .transpose()
-        .map_err(|e| ApiError::bad_request(format!("execution_node: {e}")))?;
-    if let Some(image) = &body.execution_environment
-        && (image.is_empty()
-            || image.len() > 512
-            || image.starts_with('-')
-            || !image
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "./:@_-".contains(c)))
-    {
-        return Err(ApiError::bad_request(format!(
-            "execution_environment {image:?} is not a valid image reference"
-        )));
+    RunFields {
+        inventory: body.inventory.as_deref(),
+        limit: body.limit.as_deref(),
+        forks: body.forks,
+        verbosity: body.verbosity,
+        execution_node: body.execution_node.as_deref(),
+        instance_group: body.instance_group.as_deref(),
+        execution_environment: body.execution_environment.as_deref(),
     }
-    if let Some(g) = &body.instance_group
-        && (g.is_empty() || g.len() > 128 || g.contains(['\n', '\r', '\0']))
-    {
-        return Err(ApiError::bad_request(
-            "instance_group must be a non-empty single-line name",
-        ));
-    }
-    if let Some(f) = body.forks
-        && !(1..=500).contains(&f)
-    {
-        return Err(ApiError::bad_request(format!(
-            "forks must be between 1 and 500, got {f}"
-        )));
-    }
-    if let Some(v) = body.verbosity
-        && !(0..=5).contains(&v)
-    {
-        return Err(ApiError::bad_request(format!(
-            "verbosity must be between 0 and 5, got {v}"
-        )));
-    }
-    if let Some(l) = &body.limit
-        && (l.is_empty() || l.contains(['\n', '\r', '\0']))
-    {
-        return Err(ApiError::bad_request(
-            "limit must be a non-empty single line",
-        ));
-    }
-    Ok(node)
+    .check()
 }
 
 /// The job as the API shows it (its `type` says which kind of work it is).
@@ -179,26 +143,11 @@ pub async fn create(
         verbosity: body.verbosity,
         requested_node: node.map(|n| n.to_string()),
         task_impact: capacity::task_impact(host_count, body.forks),
-        instance_group: body
-            .instance_group
-            .clone()
-            .unwrap_or_else(|| "default".into()),
+        instance_group: job_fields::existing_group(&state, body.instance_group.as_deref()).await?,
         host_count,
         execution_environment: body.execution_environment.clone(),
         ..NewJob::default()
     };
-    let group = &new.instance_group;
-    if !state
-        .store
-        .instance_groups()
-        .await?
-        .iter()
-        .any(|g| &g.name == group)
-    {
-        return Err(ApiError::bad_request(format!(
-            "instance_group {group:?} does not exist"
-        )));
-    }
     let job = state.store.create_job(&new).await?;
     state.scheduler_wake.notify_one();
     Ok((StatusCode::CREATED, Json(job_json(&job))))

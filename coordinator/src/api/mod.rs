@@ -1,10 +1,12 @@
 //! The HTTP API, AWX-shaped: JSON under `/api/v2/`, pages of `{count, next, previous, results}`,
 //! errors as `{"detail": "..."}` with 400/404/409/500; plus Prometheus text at `/metrics`.
 
+mod ad_hoc_commands;
 mod error;
 mod instance_groups;
 mod instances;
 mod inventories;
+mod job_fields;
 mod jobs;
 mod mesh_visualizer;
 mod metrics;
@@ -42,6 +44,8 @@ pub struct AppState {
     pub scheduler_wake: std::sync::Arc<tokio::sync::Notify>,
     /// Wakes the health-check loop (an on-demand check was requested).
     pub health_wakeup: std::sync::Arc<tokio::sync::Notify>,
+    /// Modules ad hoc commands may run.
+    pub ad_hoc_modules: std::sync::Arc<crate::ad_hoc_modules::AllowedModules>,
 }
 
 /// The API's routes.
@@ -65,6 +69,10 @@ pub fn router(state: AppState, max_upload_bytes: usize) -> Router {
             post(inventories::update),
         )
         .route("/api/v2/inventory_updates/", get(inventories::list_updates))
+        .route(
+            "/api/v2/ad_hoc_commands/",
+            get(ad_hoc_commands::list).post(ad_hoc_commands::create),
+        )
         .merge(jobs::routes_for(JobKind::Job))
         .merge(jobs::routes_for(JobKind::AdHocCommand))
         .merge(jobs::routes_for(JobKind::InventoryUpdate))

@@ -159,7 +159,8 @@ pub async fn run(url: &str, cmd: JobCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn parse_extra_vars(items: &[String]) -> anyhow::Result<Map<String, Value>> {
+/// Extra vars given as `KEY=VALUE`, a JSON object, or `@FILE`, merged in order.
+pub(super) fn parse_extra_vars(items: &[String]) -> anyhow::Result<Map<String, Value>> {
     let mut vars = Map::new();
     for item in items {
         let parsed: Value = if let Some(file) = item.strip_prefix('@') {

@@ -1,6 +1,8 @@
-//! The `meshrun` command line: jobs, instances and the mesh through the coordinator's API, and
-//! the offline `transmit`/`process` pair that stands in for `ansible-runner transmit|process`.
+//! The `meshrun` command line: jobs, ad hoc commands, instances and the mesh through the
+//! coordinator's API, and the offline `transmit`/`process` pair that stands in for
+//! `ansible-runner transmit|process`.
 
+mod adhoc;
 mod client;
 mod codec;
 mod follow;
@@ -42,6 +44,9 @@ enum Command {
     /// Stored inventories: list, create, hosts, update from their source.
     #[command(subcommand)]
     Inventory(inventory::InventoryCommand),
+    /// Run one module against a host pattern (an ad hoc command), e.g.
+    /// `meshrun adhoc all -i hosts.ini -m ping`.
+    Adhoc(adhoc::AdHocArgs),
     /// Every kind of job (playbook jobs, ad hoc commands, inventory and project updates).
     Jobs(unified::JobsArgs),
     /// The mesh's nodes as a table; `instances health-check NODE` checks one now.
@@ -64,6 +69,7 @@ pub fn main() -> ExitCode {
         Command::Process(args) => codec::process(&args),
         Command::Job(cmd) => block_on(job::run(&cli.url, cmd)),
         Command::Inventory(cmd) => block_on(inventory::run(&cli.url, cmd)),
+        Command::Adhoc(args) => block_on(adhoc::run(&cli.url, args)),
         Command::Jobs(args) => block_on(unified::run(&cli.url, args)),
         Command::Instances(args) => block_on(instances::run(&cli.url, args)),
         Command::Mesh(args) => block_on(mesh::run(&cli.url, args)),
