@@ -43,7 +43,24 @@ pub struct CoordinatorConfig {
     /// also be asked for as `ansible.builtin.<name>`. Empty: ad hoc commands are refused.
     #[serde(default = "crate::ad_hoc_modules::default_allowed")]
     pub ad_hoc_commands: Vec<String>,
+    /// Projects and project updates.
+    #[serde(default)]
+    pub projects: ProjectSettings,
 }
+
+/// Projects and project updates.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectSettings {
+    /// Accept `file://` repository URLs (a repository on the control node's own disk). Off by
+    /// default: such a URL lets API users read any git repository the control node can read.
+    #[serde(default)]
+    pub allow_file_urls: bool,
+}
+
+/// The folder below the coordinator's data dir that holds project checkouts: project updates
+/// check out into `<this>/<project id>/`, which the control node's `local` work may mount.
+pub const PROJECT_CACHE_DIR: &str = "project_cache";
 
 /// Discovery and health checks.
 #[derive(Debug, Clone, Deserialize)]

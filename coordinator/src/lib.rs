@@ -36,5 +36,6 @@ pub mod project_archive;
 pub mod projects;
 pub mod runner;
 pub mod scheduler;
+pub mod scm_url;
 pub mod server;
 pub mod store;

@@ -157,6 +157,7 @@ async fn serve(config: CoordinatorConfig, shutdown: CancellationToken) -> Result
         ad_hoc_modules: std::sync::Arc::new(crate::ad_hoc_modules::AllowedModules::new(
             &config.ad_hoc_commands,
         )),
+        allow_file_scm_urls: config.projects.allow_file_urls,
     };
     let listener = tokio::net::TcpListener::bind(config.api_listen)
         .await

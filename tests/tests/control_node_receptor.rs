@@ -115,10 +115,24 @@ fn the_coordinators_own_receptor_is_configured_joined_and_runs_signed_and_local_
     assert_eq!(wc.len(), 1, "{text}");
     assert_eq!(wc[0].worktype, "local");
     assert_eq!(Path::new(&wc[0].command), env::bin("meshrun-agent"));
+    // Local work runs with the coordinator's copy of the agent config, which adds the project
+    // cache as a podman volume root and keeps the rest.
+    let local_agent = files.dir.join("coordinator/local-agent.toml");
     assert_eq!(
         wc[0].params.as_deref(),
-        Some(format!("--config {} worker", files.agent_toml.display()).as_str())
+        Some(format!("--config {} worker", local_agent.display()).as_str())
     );
+    let derived = std::fs::read_to_string(&local_agent).unwrap();
+    for line in [
+        format!("node_id = \"{}\"", files.name),
+        "mode = \"host\"".to_string(),
+        format!(
+            "volume_roots = [\"{}\"]",
+            files.dir.join("coordinator/project_cache").display()
+        ),
+    ] {
+        assert!(derived.contains(&line), "{line} not in {derived}");
+    }
     assert_eq!(wc[0].verifysignature, Some(true), "{text}");
 
     // The key pair receptor was started with.

@@ -31,8 +31,10 @@ use crate::store::{EventRow, JOB_ORDER_FIELDS, Job, JobFilter, JobKind, JobStatu
 #[serde(deny_unknown_fields)]
 pub struct CreateJob {
     name: Option<String>,
-    /// sha256 of an uploaded project archive.
-    project: String,
+    /// sha256 of an uploaded project archive (or give `project_id`).
+    project: Option<String>,
+    /// A stored project (`/api/v2/projects/`); a git project's stale revision is updated first.
+    project_id: Option<i64>,
     playbook: String,
     /// Inventory text (INI or YAML); exactly one of this and `inventory_id`.
     inventory: Option<String>,
@@ -49,7 +51,8 @@ pub struct CreateJob {
     execution_environment: Option<String>,
 }
 
-fn check_playbook(playbook: &str, files: &[String]) -> Result<(), ApiError> {
+/// Checks the playbook path and, when the project's files are known, that it is one of them.
+fn check_playbook(playbook: &str, files: Option<&[String]>) -> Result<(), ApiError> {
     let bad = playbook.is_empty()
         || playbook.starts_with('/')
         || playbook.split('/').any(|c| c == ".." || c.is_empty())
@@ -59,7 +62,9 @@ fn check_playbook(playbook: &str, files: &[String]) -> Result<(), ApiError> {
             "playbook {playbook:?} must be a relative path inside the project without '..'"
         )));
     }
-    if !files.iter().any(|f| f == playbook) {
+    if let Some(files) = files
+        && !files.iter().any(|f| f == playbook)
+    {
         return Err(ApiError::bad_request(format!(
             "playbook {playbook:?} is not a file of the project archive"
         )));
@@ -67,7 +72,7 @@ fn check_playbook(playbook: &str, files: &[String]) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn validate(body: &CreateJob, files: &[String]) -> Result<Option<NodeId>, ApiError> {
+fn validate(body: &CreateJob, files: Option<&[String]>) -> Result<Option<NodeId>, ApiError> {
     check_playbook(&body.playbook, files)?;
     RunFields {
         inventory: body.inventory.as_deref(),
@@ -119,14 +124,8 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(body) =
         body.map_err(|e| ApiError::bad_request(format!("invalid job: {}", e.body_text())))?;
-    let archive = match state.projects.get(&body.project) {
-        Ok(a) => a,
-        Err(e @ (ProjectError::Unknown(_) | ProjectError::BadId(_))) => {
-            return Err(ApiError::bad_request(format!("project: {e}")));
-        }
-        Err(e) => return Err(ApiError::internal(e)),
-    };
-    let node = validate(&body, &archive.files)?;
+    let source = project_source(&state, &body).await?;
+    let node = validate(&body, source.files.as_deref())?;
     let inventory =
         super::inventories::job_inventory(&state, body.inventory.as_deref(), body.inventory_id)
             .await?;
@@ -134,7 +133,9 @@ pub async fn create(
     let new = NewJob {
         name: body.name.clone().unwrap_or_else(|| body.playbook.clone()),
         playbook: body.playbook.clone(),
-        project_sha256: archive.sha256,
+        project_sha256: source.sha256.clone(),
+        project_id: body.project_id,
+        scm_revision: source.revision.clone(),
         inventory: inventory.text,
         inventory_id: inventory.inventory_id,
         extra_vars: Value::Object(body.extra_vars.clone()).to_string(),
@@ -148,9 +149,77 @@ pub async fn create(
         execution_environment: body.execution_environment.clone(),
         ..NewJob::default()
     };
-    let job = state.store.create_job(&new).await?;
+    // The update starts before the job exists, so the job never waits for nothing.
+    let update = match source.update {
+        Some(project) => Some(super::scm_projects::start_update(&state, &project).await?.0),
+        None => None,
+    };
+    let mut job = state.store.create_job(&new).await?;
+    if let Some(update) = update {
+        let reason = format!("waiting for project update {}", update.id);
+        state.store.set_pending_reason(job.id, &reason).await?;
+        job.job_explanation = reason;
+    }
     state.scheduler_wake.notify_one();
     Ok((StatusCode::CREATED, Json(job_json(&job))))
+}
+
+/// Where a new job's files come from.
+struct ProjectSource {
+    /// The archive (empty while a project update must run first).
+    sha256: String,
+    /// The archive's files, when it is known.
+    files: Option<Vec<String>>,
+    /// The git revision the archive holds.
+    revision: Option<String>,
+    /// The project to update before the job can be placed.
+    update: Option<crate::store::Project>,
+}
+
+async fn project_source(state: &AppState, body: &CreateJob) -> Result<ProjectSource, ApiError> {
+    let archive = |sha: &str| match state.projects.get(sha) {
+        Ok(a) => Ok(a),
+        Err(e @ (ProjectError::Unknown(_) | ProjectError::BadId(_))) => {
+            Err(ApiError::bad_request(format!("project: {e}")))
+        }
+        Err(e) => Err(ApiError::internal(e)),
+    };
+    match (&body.project, body.project_id) {
+        (Some(sha), None) => {
+            let a = archive(sha)?;
+            Ok(ProjectSource {
+                sha256: a.sha256,
+                files: Some(a.files),
+                revision: None,
+                update: None,
+            })
+        }
+        (None, Some(id)) => {
+            let project = state.store.project(id).await?.ok_or_else(|| {
+                ApiError::bad_request(format!("project_id: no project with id {id}"))
+            })?;
+            if project.is_fresh(chrono::Utc::now()) {
+                let a = archive(&project.archive_sha256)?;
+                Ok(ProjectSource {
+                    sha256: a.sha256,
+                    files: Some(a.files),
+                    revision: (!project.scm_revision.is_empty())
+                        .then(|| project.scm_revision.clone()),
+                    update: None,
+                })
+            } else {
+                Ok(ProjectSource {
+                    sha256: String::new(),
+                    files: None,
+                    revision: None,
+                    update: Some(project),
+                })
+            }
+        }
+        _ => Err(ApiError::bad_request(
+            "give exactly one of project (an uploaded archive's sha256) and project_id",
+        )),
+    }
 }
 
 /// `?status=&execution_node=&instance_group=&type=&order_by=` plus paging (`type` only on the
@@ -548,8 +617,8 @@ mod tests {
     #[test]
     fn playbook_paths_are_checked() {
         let files = vec!["site.yml".to_string(), "plays/a.yml".to_string()];
-        assert!(check_playbook("site.yml", &files).is_ok());
-        assert!(check_playbook("plays/a.yml", &files).is_ok());
+        assert!(check_playbook("site.yml", Some(&files)).is_ok());
+        assert!(check_playbook("plays/a.yml", Some(&files)).is_ok());
         for bad in [
             "",
             "/etc/passwd",
@@ -557,7 +626,7 @@ mod tests {
             "plays//a.yml",
             "missing.yml",
         ] {
-            assert!(check_playbook(bad, &files).is_err(), "{bad}");
+            assert!(check_playbook(bad, Some(&files)).is_err(), "{bad}");
         }
     }
 }

@@ -13,6 +13,7 @@ mod metrics;
 mod page;
 mod ping;
 mod projects;
+mod scm_projects;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub health_wakeup: std::sync::Arc<tokio::sync::Notify>,
     /// Modules ad hoc commands may run.
     pub ad_hoc_modules: std::sync::Arc<crate::ad_hoc_modules::AllowedModules>,
+    /// Whether git projects may name `file://` repositories (`[projects] allow_file_urls`).
+    pub allow_file_scm_urls: bool,
 }
 
 /// The API's routes.
@@ -73,6 +76,13 @@ pub fn router(state: AppState, max_upload_bytes: usize) -> Router {
             "/api/v2/ad_hoc_commands/",
             get(ad_hoc_commands::list).post(ad_hoc_commands::create),
         )
+        .route(
+            "/api/v2/projects/",
+            get(scm_projects::list).post(scm_projects::create),
+        )
+        .route("/api/v2/projects/{id}/", get(scm_projects::detail))
+        .route("/api/v2/projects/{id}/update/", post(scm_projects::update))
+        .route("/api/v2/project_updates/", get(scm_projects::list_updates))
         .merge(jobs::routes_for(JobKind::Job))
         .merge(jobs::routes_for(JobKind::AdHocCommand))
         .merge(jobs::routes_for(JobKind::InventoryUpdate))

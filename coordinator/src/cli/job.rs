@@ -14,7 +14,8 @@ use super::follow::{exit_for, follow, print_summary};
 /// `meshrun job` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum JobCommand {
-    /// Run a playbook from a project directory.
+    /// Run a playbook from a project directory (`run DIR PLAYBOOK`) or from a stored project
+    /// (`run --project-id N PLAYBOOK`).
     Run(Box<RunArgs>),
     /// Show a job.
     Show {
@@ -51,10 +52,16 @@ pub enum JobCommand {
 /// `meshrun job run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The project directory (uploaded as an archive).
-    pub project_dir: PathBuf,
-    /// The playbook, relative to the project directory.
-    pub playbook: String,
+    /// The project directory (uploaded as an archive); left out with --project-id.
+    #[arg(value_name = "PROJECT_DIR")]
+    pub project_dir: Option<PathBuf>,
+    /// The playbook, relative to the project.
+    #[arg(value_name = "PLAYBOOK")]
+    pub playbook: Option<String>,
+    /// Run from this stored project (`meshrun project list`); a git project's stale revision
+    /// is updated first.
+    #[arg(long)]
+    pub project_id: Option<i64>,
     /// Inventory file (INI or YAML).
     #[arg(
         short = 'i',
@@ -206,15 +213,40 @@ pub(super) async fn upload_project(client: &Client, dir: &Path) -> anyhow::Resul
         .ok_or_else(|| anyhow!("the coordinator did not return the archive's sha256"))
 }
 
+/// Where the job's project comes from.
+#[derive(Debug, PartialEq)]
+enum Source {
+    /// A directory to upload.
+    Dir(PathBuf),
+    /// A stored project.
+    Stored(i64),
+}
+
+/// The project and playbook of `run`: `DIR PLAYBOOK`, or `--project-id N PLAYBOOK` (clap then
+/// puts the playbook in the first positional).
+fn source_and_playbook(args: &RunArgs) -> anyhow::Result<(Source, String)> {
+    match (args.project_id, &args.project_dir, &args.playbook) {
+        (None, Some(dir), Some(playbook)) => Ok((Source::Dir(dir.clone()), playbook.clone())),
+        (Some(id), Some(playbook), None) => {
+            Ok((Source::Stored(id), playbook.to_string_lossy().into_owned()))
+        }
+        (Some(_), _, _) => bail!("with --project-id give only the playbook"),
+        _ => bail!("give a project directory and a playbook, or --project-id N and a playbook"),
+    }
+}
+
 async fn run_job(client: &Client, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let t0 = Instant::now();
+    let (source, playbook) = source_and_playbook(args)?;
     let extra_vars = parse_extra_vars(&args.extra_vars)?;
-    let sha = upload_project(client, &args.project_dir).await?;
     let mut body = json!({
-        "project": sha,
-        "playbook": args.playbook,
+        "playbook": playbook,
         "extra_vars": extra_vars,
     });
+    match source {
+        Source::Stored(id) => body["project_id"] = json!(id),
+        Source::Dir(dir) => body["project"] = json!(upload_project(client, &dir).await?),
+    }
     match (&args.inventory, args.inventory_id) {
         (Some(file), _) => {
             let inventory = std::fs::read_to_string(file)
@@ -272,5 +304,29 @@ mod tests {
         assert!(parse_extra_vars(&["[1]".into()]).is_err());
         assert!(parse_extra_vars(&["novalue".into()]).is_err());
         assert!(parse_extra_vars(&["@/nonexistent.json".into()]).is_err());
+    }
+
+    #[test]
+    fn a_run_names_a_directory_or_a_stored_project() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct T {
+            #[command(subcommand)]
+            cmd: JobCommand,
+        }
+        let parse = |argv: &[&str]| match T::try_parse_from(argv).unwrap().cmd {
+            JobCommand::Run(a) => source_and_playbook(&a),
+            _ => panic!("not run"),
+        };
+        assert_eq!(
+            parse(&["t", "run", "proj", "site.yml", "-i", "hosts"]).unwrap(),
+            (Source::Dir("proj".into()), "site.yml".into())
+        );
+        assert_eq!(
+            parse(&["t", "run", "--project-id", "4", "site.yml", "-i", "hosts"]).unwrap(),
+            (Source::Stored(4), "site.yml".into())
+        );
+        assert!(parse(&["t", "run", "--project-id", "4", "d", "site.yml", "-i", "h"]).is_err());
+        assert!(parse(&["t", "run", "site.yml", "-i", "hosts"]).is_err());
     }
 }

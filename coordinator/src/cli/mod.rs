@@ -10,6 +10,7 @@ mod instances;
 mod inventory;
 mod job;
 mod mesh;
+mod project;
 mod sse;
 mod unified;
 
@@ -47,6 +48,9 @@ enum Command {
     /// Run one module against a host pattern (an ad hoc command), e.g.
     /// `meshrun adhoc all -i hosts.ini -m ping`.
     Adhoc(adhoc::AdHocArgs),
+    /// Git projects: create, list, update.
+    #[command(subcommand)]
+    Project(project::ProjectCommand),
     /// Every kind of job (playbook jobs, ad hoc commands, inventory and project updates).
     Jobs(unified::JobsArgs),
     /// The mesh's nodes as a table; `instances health-check NODE` checks one now.
@@ -70,6 +74,7 @@ pub fn main() -> ExitCode {
         Command::Job(cmd) => block_on(job::run(&cli.url, cmd)),
         Command::Inventory(cmd) => block_on(inventory::run(&cli.url, cmd)),
         Command::Adhoc(args) => block_on(adhoc::run(&cli.url, args)),
+        Command::Project(cmd) => block_on(project::run(&cli.url, cmd)),
         Command::Jobs(args) => block_on(unified::run(&cli.url, args)),
         Command::Instances(args) => block_on(instances::run(&cli.url, args)),
         Command::Mesh(args) => block_on(mesh::run(&cli.url, args)),

@@ -7,7 +7,10 @@
 //! # Layout
 //! - [`plan`]: `[control_node]` → the agent's `RunPlan` (entries and paths).
 //! - [`signing_key`]: the RSA key pair receptor signs and verifies work with.
+//! - [`local_agent`]: the agent config `local` work runs with (the operator's plus the project
+//!   cache as a volume root).
 
+pub mod local_agent;
 pub mod plan;
 pub mod signing_key;
 
@@ -81,6 +84,14 @@ impl ControlNode {
         socket: &Path,
         state_dir: &Path,
     ) -> Result<ControlNode, ControlNodeError> {
+        let mut settings = settings.clone();
+        match local_agent::write(&settings.agent_config, state_dir) {
+            Ok(path) => settings.agent_config = path,
+            Err(e) => {
+                tracing::warn!(error = %e, "local work uses control_node.agent_config as it is: project updates in podman mode cannot mount the project cache")
+            }
+        }
+        let settings = &settings;
         let plan = plan::run_plan(settings, socket, state_dir)?;
         if !plan::is_executable_file(&settings.agent) {
             tracing::warn!(path = %settings.agent.display(), "control_node.agent is not an executable file: `local` work will fail");

@@ -38,7 +38,7 @@ mod tests;
 use std::io;
 use std::path::PathBuf;
 
-pub use pack::{DEFAULT_LEVEL, pack};
+pub use pack::{DEFAULT_LEVEL, pack, pack_without};
 pub use unpack::{UnpackLimits, UnpackSummary, unpack};
 
 /// Why packing or unpacking a project archive failed.

@@ -25,6 +25,16 @@ pub const DEFAULT_LEVEL: i32 = 3;
 /// would refuse it. FIFOs, sockets and devices are skipped with a warning. Hard-linked files
 /// are stored as independent files. Names must be UTF-8. `dir` itself is not an entry.
 pub fn pack<W: Write>(dir: &Path, out: W, level: i32) -> Result<W, ProjectArchiveError> {
+    pack_without(dir, out, level, &[])
+}
+
+/// [`pack`], leaving out the top-level entries named in `skip` (a checkout's `.git`, say).
+pub fn pack_without<W: Write>(
+    dir: &Path,
+    out: W,
+    level: i32,
+    skip: &[&str],
+) -> Result<W, ProjectArchiveError> {
     let meta = fs::metadata(dir).map_err(|source| pack_err(dir, source))?;
     if !meta.is_dir() {
         return Err(pack_err(
@@ -40,7 +50,7 @@ pub fn pack<W: Write>(dir: &Path, out: W, level: i32) -> Result<W, ProjectArchiv
         .map_err(ProjectArchiveError::Write)?;
     let mut builder = Builder::new(encoder);
     let mut rel = Vec::new();
-    add_dir_contents(&mut builder, dir, &mut rel)?;
+    add_dir_contents(&mut builder, dir, &mut rel, skip)?;
     let encoder = builder.into_inner().map_err(ProjectArchiveError::Write)?;
     encoder.finish().map_err(ProjectArchiveError::Write)
 }
@@ -58,11 +68,15 @@ fn add_dir_contents<W: Write>(
     builder: &mut Builder<W>,
     abs: &Path,
     rel: &mut Vec<String>,
+    skip: &[&str],
 ) -> Result<(), ProjectArchiveError> {
     let mut children = Vec::new();
     for entry in fs::read_dir(abs).map_err(|source| pack_err(abs, source))? {
         let entry = entry.map_err(|source| pack_err(abs, source))?;
-        children.push(entry.file_name());
+        let name = entry.file_name();
+        if !skip.iter().any(|s| name.as_bytes() == s.as_bytes()) {
+            children.push(name);
+        }
     }
     children.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
     for name in children {
@@ -99,7 +113,7 @@ fn add_entry<W: Write>(
         builder
             .append_data(&mut header, format!("{name}/"), io::empty())
             .map_err(ProjectArchiveError::Write)?;
-        add_dir_contents(builder, abs, rel)
+        add_dir_contents(builder, abs, rel, &[])
     } else if file_type.is_file() {
         let mut header = base_header(&meta, EntryType::Regular);
         header.set_size(meta.len());

@@ -21,10 +21,15 @@ pub(super) async fn on_success(
     match job.kind {
         JobKind::Job | JobKind::AdHocCommand => Ok(()),
         JobKind::InventoryUpdate => import_inventory(runner, job, job_dir).await,
-        JobKind::ProjectUpdate => Err(format!(
-            "applying the result of a {} is not implemented",
-            job.kind
-        )),
+        JobKind::ProjectUpdate => {
+            super::project_update::store_revision(
+                &runner.inner.store,
+                &runner.inner.projects,
+                &runner.inner.project_cache,
+                job,
+            )
+            .await
+        }
     }
 }
 

@@ -10,6 +10,7 @@ mod after;
 mod follow;
 pub mod outcome;
 pub mod payload;
+pub mod project_update;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -46,6 +47,7 @@ struct Inner {
     socket: PathBuf,
     jobs_dir: PathBuf,
     artifacts_dir: PathBuf,
+    project_cache: PathBuf,
     submit_ttl: String,
     tls_client: Option<String>,
     shutdown: CancellationToken,
@@ -86,12 +88,18 @@ impl JobRunner {
                 socket: config.receptor_socket.clone(),
                 jobs_dir: config.data_dir.join("jobs"),
                 artifacts_dir: config.data_dir.join("artifacts"),
+                project_cache: config.data_dir.join(crate::config::PROJECT_CACHE_DIR),
                 submit_ttl: config.submit_ttl.clone(),
                 tls_client: config.tls_client.clone(),
                 shutdown,
                 scheduler_wake,
             }),
         }
+    }
+
+    /// The project archives jobs run from.
+    pub fn projects(&self) -> &ProjectStore {
+        &self.inner.projects
     }
 
     /// Starts a task for a job the scheduler placed (`waiting`).
@@ -153,7 +161,8 @@ impl JobRunner {
         let job_dir = inner.jobs_dir.join(job.id.to_string());
         let stream_path = {
             let (projects, job2, dir) = (inner.projects.clone(), job.clone(), job_dir.clone());
-            tokio::task::spawn_blocking(move || payload::build(&projects, &job2, &dir))
+            let cache = inner.project_cache.clone();
+            tokio::task::spawn_blocking(move || payload::build(&projects, &cache, &job2, &dir))
                 .await
                 .map_err(|e| JobFailure::new(format!("payload task failed: {e}")))?
                 .map_err(|e| JobFailure::new(e.to_string()))?
@@ -388,6 +397,11 @@ impl JobRunner {
             }
             Err(f) => tracing::warn!(unit, error = %f.explanation, "cannot release work unit"),
         }
+    }
+
+    /// Ends a job that cannot run (it is not placed yet) as `error` with `explanation`.
+    pub async fn fail_pending(&self, job: &Job, explanation: String) {
+        self.fail(job, JobFailure::new(explanation)).await;
     }
 
     async fn fail(&self, job: &Job, failure: JobFailure) {

@@ -3,6 +3,7 @@
 //!
 //! Each kind of work differs only in its kwargs and in whether it carries a project: a playbook
 //! job and an inventory update (whose source lives in the project) do, an ad hoc command does not.
+//! A project update carries only the embedded checkout playbook (see `project_update`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use std::path::{Path, PathBuf};
 use meshrun_shared::runner_stream::{RunnerKwargs, write_transmit_stream};
 use serde_json::{Map, Value};
 
+use super::project_update;
 use crate::projects::ProjectStore;
 use crate::store::{Job, JobKind};
 
@@ -28,9 +30,6 @@ pub enum PayloadError {
     /// Stored extra vars are not a JSON object.
     #[error("extra vars are not a JSON object: {0}")]
     ExtraVars(String),
-    /// This kind of work cannot be run yet.
-    #[error("running a {0} is not implemented")]
-    Unsupported(JobKind),
     /// The stored row lacks a field its kind needs (a corrupt or foreign row).
     #[error("the {kind} has no {field}")]
     Missing {
@@ -44,8 +43,9 @@ pub enum PayloadError {
 /// The file an inventory update's `ansible-inventory` writes in the worker's artifacts dir.
 pub const INVENTORY_OUTPUT: &str = "output.json";
 
-/// The kwargs `ansible-runner worker` receives for a job (extra vars travel in `env/`).
-pub fn kwargs(job: &Job) -> Result<RunnerKwargs, PayloadError> {
+/// The kwargs `ansible-runner worker` receives for a job (extra vars travel in `env/`);
+/// `project_cache` is where project updates check out.
+pub fn kwargs(job: &Job, project_cache: &Path) -> Result<RunnerKwargs, PayloadError> {
     let base = RunnerKwargs {
         forks: job.forks.and_then(|f| u32::try_from(f).ok()),
         verbosity: job.verbosity.and_then(|v| u8::try_from(v).ok()),
@@ -101,7 +101,13 @@ pub fn kwargs(job: &Job) -> Result<RunnerKwargs, PayloadError> {
             }
         }
         JobKind::ProjectUpdate => {
-            return Err(PayloadError::Unsupported(job.kind));
+            let project = job.project_id.ok_or_else(|| missing("project_id"))?;
+            let dir = project_update::project_dir(project_cache, project);
+            RunnerKwargs {
+                playbook: Some(project_update::PLAYBOOK_NAME.to_string()),
+                container_volume_mounts: Some(project_update::mounts(&stored_vars(job)?, &dir)),
+                ..base
+            }
         }
     })
 }
@@ -111,8 +117,17 @@ fn carries_project(kind: JobKind) -> bool {
     matches!(kind, JobKind::Job | JobKind::InventoryUpdate)
 }
 
+fn stored_vars(job: &Job) -> Result<Map<String, Value>, PayloadError> {
+    serde_json::from_str(&job.extra_vars).map_err(|e| PayloadError::ExtraVars(e.to_string()))
+}
+
 /// Writes `<job_dir>/transmit.stream` and returns its path. Blocking.
-pub fn build(projects: &ProjectStore, job: &Job, job_dir: &Path) -> Result<PathBuf, PayloadError> {
+pub fn build(
+    projects: &ProjectStore,
+    project_cache: &Path,
+    job: &Job,
+    job_dir: &Path,
+) -> Result<PathBuf, PayloadError> {
     if job_dir.exists() {
         std::fs::remove_dir_all(job_dir)?;
     }
@@ -122,9 +137,22 @@ pub fn build(projects: &ProjectStore, job: &Job, job_dir: &Path) -> Result<PathB
     if carries_project(job.kind) {
         projects.extract(&job.project_sha256, &pdd.join("project"))?;
     }
+    let mut extra = stored_vars(job)?;
+    if job.kind == JobKind::ProjectUpdate {
+        let project = job.project_id.ok_or(PayloadError::Missing {
+            kind: job.kind,
+            field: "project_id",
+        })?;
+        let dir = project_update::project_dir(project_cache, project);
+        project_update::prepare(&dir)?;
+        std::fs::create_dir_all(pdd.join("project"))?;
+        std::fs::write(
+            pdd.join("project").join(project_update::PLAYBOOK_NAME),
+            project_update::PLAYBOOK,
+        )?;
+        extra = project_update::extra_vars(extra, &dir);
+    }
     std::fs::write(pdd.join("inventory").join("hosts"), &job.inventory)?;
-    let extra: Map<String, Value> = serde_json::from_str(&job.extra_vars)
-        .map_err(|e| PayloadError::ExtraVars(e.to_string()))?;
     if !extra.is_empty() {
         std::fs::write(
             pdd.join("env").join("extravars"),
@@ -133,8 +161,13 @@ pub fn build(projects: &ProjectStore, job: &Job, job_dir: &Path) -> Result<PathB
     }
     let stream_path = job_dir.join("transmit.stream");
     let file = std::io::BufWriter::new(std::fs::File::create(&stream_path)?);
-    write_transmit_stream(file, &kwargs(job)?.to_map(), Some(&pdd), None)
-        .map_err(|e| PayloadError::Encode(e.to_string()))?;
+    write_transmit_stream(
+        file,
+        &kwargs(job, project_cache)?.to_map(),
+        Some(&pdd),
+        None,
+    )
+    .map_err(|e| PayloadError::Encode(e.to_string()))?;
     std::fs::remove_dir_all(&pdd)?;
     Ok(stream_path)
 }
@@ -186,7 +219,7 @@ mod tests {
 
     #[test]
     fn an_inventory_update_runs_ansible_inventory_into_its_artifacts() {
-        let kw = kwargs(&job(JobKind::InventoryUpdate)).unwrap().to_map();
+        let kw = kwargs(&job(JobKind::InventoryUpdate), Path::new("/cache")).unwrap().to_map();
         assert_eq!(kw["binary"], "ansible-inventory");
         assert_eq!(kw["inventory"], "project/inv/hosts.py");
         assert_eq!(
@@ -199,7 +232,7 @@ mod tests {
         let mut no_source = job(JobKind::InventoryUpdate);
         no_source.inventory_source = None;
         assert!(matches!(
-            kwargs(&no_source),
+            kwargs(&no_source, Path::new("/cache")),
             Err(PayloadError::Missing {
                 field: "inventory_source",
                 ..

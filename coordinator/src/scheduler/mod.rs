@@ -4,9 +4,11 @@
 //! snapshot (ready, enabled instances with their load; groups; pending jobs, oldest first), runs
 //! it, and applies each decision with a conditional store transition (`pending` → `waiting`), so a
 //! job changed meanwhile (canceled, placed by another cycle) is never started twice. It runs on
-//! every submit, finish and capacity change, plus a safety tick.
+//! every submit, finish and capacity change, plus a safety tick. Jobs waiting for their
+//! project's update are not placed until it succeeded (`project_wait`).
 
 pub mod placement;
+pub mod project_wait;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,6 +60,7 @@ impl Scheduler {
     /// One cycle; returns how many jobs were started.
     pub async fn cycle(&self) -> Result<usize, StoreError> {
         let pending = self.store.jobs_in(&[JobStatus::Pending]).await?;
+        let pending = project_wait::resolve(&self.store, &self.runner, pending).await?;
         if pending.is_empty() {
             return Ok(0);
         }

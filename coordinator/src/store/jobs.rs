@@ -369,7 +369,7 @@ pub struct StatusChange<'a> {
     pub stamp_started: bool,
 }
 
-fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {
+pub(super) fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {
     let status: String = row.try_get("status")?;
     let status = status.parse().map_err(|_| StoreError::Invalid {
         what: "job status",
@@ -422,38 +422,7 @@ fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {
 impl Store {
     /// Stores a new `pending` job.
     pub async fn create_job(&self, new: &NewJob) -> Result<Job, StoreError> {
-        let row = sqlx::query(
-            "INSERT INTO jobs (name, status, playbook, project_sha256, inventory, extra_vars, \
-             limit_hosts, forks, verbosity, requested_node, created, task_impact, instance_group, host_count, execution_environment, \
-             kind, module_name, module_args, become_enabled, inventory_id, inventory_source, project_id, scm_revision) \
-             VALUES ($1, 'pending', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-             $15, $16, $17, $18, $19, $20, $21, $22) RETURNING *",
-        )
-        .bind(&new.name)
-        .bind(&new.playbook)
-        .bind(&new.project_sha256)
-        .bind(&new.inventory)
-        .bind(&new.extra_vars)
-        .bind(&new.limit)
-        .bind(new.forks)
-        .bind(new.verbosity)
-        .bind(&new.requested_node)
-        .bind(now())
-        .bind(new.task_impact)
-        .bind(&new.instance_group)
-        .bind(new.host_count)
-        .bind(&new.execution_environment)
-        .bind(new.kind.as_str())
-        .bind(&new.module_name)
-        .bind(&new.module_args)
-        .bind(new.become_enabled)
-        .bind(new.inventory_id)
-        .bind(&new.inventory_source)
-        .bind(new.project_id)
-        .bind(&new.scm_revision)
-        .fetch_one(&self.pool)
-        .await?;
-        job_from_row(&row)
+        insert_job(&self.pool, new).await
     }
 
     /// One job.
@@ -667,6 +636,45 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Inserts a new `pending` job through `ex` (the pool or a transaction).
+pub(super) async fn insert_job<'e, E: sqlx::SqliteExecutor<'e>>(
+    ex: E,
+    new: &NewJob,
+) -> Result<Job, StoreError> {
+    let row = sqlx::query(
+            "INSERT INTO jobs (name, status, playbook, project_sha256, inventory, extra_vars, \
+             limit_hosts, forks, verbosity, requested_node, created, task_impact, instance_group, host_count, execution_environment, \
+             kind, module_name, module_args, become_enabled, inventory_id, inventory_source, project_id, scm_revision) \
+             VALUES ($1, 'pending', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
+             $15, $16, $17, $18, $19, $20, $21, $22) RETURNING *",
+        )
+        .bind(&new.name)
+        .bind(&new.playbook)
+        .bind(&new.project_sha256)
+        .bind(&new.inventory)
+        .bind(&new.extra_vars)
+        .bind(&new.limit)
+        .bind(new.forks)
+        .bind(new.verbosity)
+        .bind(&new.requested_node)
+        .bind(now())
+        .bind(new.task_impact)
+        .bind(&new.instance_group)
+        .bind(new.host_count)
+        .bind(&new.execution_environment)
+        .bind(new.kind.as_str())
+        .bind(&new.module_name)
+        .bind(&new.module_args)
+        .bind(new.become_enabled)
+        .bind(new.inventory_id)
+        .bind(&new.inventory_source)
+        .bind(new.project_id)
+        .bind(&new.scm_revision)
+        .fetch_one(ex)
+        .await?;
+    job_from_row(&row)
 }
 
 /// What the jobs table says about one node.

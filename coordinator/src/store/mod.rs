@@ -8,6 +8,7 @@ mod groups;
 mod instances;
 mod inventories;
 mod jobs;
+mod scm_projects;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -26,6 +27,7 @@ pub use jobs::{
     EventRow, JOB_ORDER_FIELDS, Job, JobFilter, JobKind, JobStatus, NewJob, NodeLoad, Page,
     StatusChange,
 };
+pub use scm_projects::{NewProject, Project, ScmType};
 
 /// Store failures.
 #[derive(Debug, thiserror::Error)]

@@ -47,11 +47,25 @@ pub struct ControlFiles {
     pub port: u16,
     /// The coordinator's API port.
     pub api_port: u16,
+    /// What else the two configs say.
+    pub options: ManagedOptions,
+}
+
+/// Choices for a managed control node beyond its name and type.
+#[derive(Debug, Clone, Default)]
+pub struct ManagedOptions {
+    /// Run `local` work in podman (the EE image) instead of on the host.
+    pub podman: bool,
+    /// Appended to agent.toml (after its `[podman]` table in podman mode).
+    pub agent_extra: String,
+    /// Appended to coordinator.toml (after its `[control_node]` table; start with a table).
+    pub coordinator_extra: String,
 }
 
 impl ControlFiles {
-    fn new(name: &str, node_type: &str, dir: PathBuf) -> Self {
+    fn new(name: &str, node_type: &str, dir: PathBuf, options: ManagedOptions) -> Self {
         ControlFiles {
+            options,
             name: name.to_string(),
             node_type: node_type.to_string(),
             coordinator_toml: dir.join("coordinator.toml"),
@@ -93,10 +107,16 @@ impl ControlFiles {
             key = self.signing_key.display(),
             public = self.verification_key.display(),
         );
+        let text = format!("{text}\n{}", self.options.coordinator_extra);
         std::fs::write(&self.coordinator_toml, text).expect("coordinator.toml");
         std::fs::write(
             &self.agent_toml,
-            agent_config(&self.name, &self.dir, false, ""),
+            agent_config(
+                &self.name,
+                &self.dir,
+                self.options.podman,
+                &self.options.agent_extra,
+            ),
         )
         .expect("agent.toml");
     }
@@ -163,6 +183,16 @@ impl Mesh {
     /// for its API. A second call for the same node (after [`Mesh::stop_coordinator`]) keeps its
     /// folder, ports, keys and receptor data.
     pub fn start_managed_control(&mut self, name: &str, node_type: &str) -> ControlFiles {
+        self.start_managed_control_with(name, node_type, ManagedOptions::default())
+    }
+
+    /// [`Mesh::start_managed_control`] with `options` (used by a first start only).
+    pub fn start_managed_control_with(
+        &mut self,
+        name: &str,
+        node_type: &str,
+        options: ManagedOptions,
+    ) -> ControlFiles {
         assert!(
             self.coordinator.is_none(),
             "a coordinator is already running"
@@ -170,7 +200,7 @@ impl Mesh {
         let files = match self.managed.iter().find(|f| f.name == name) {
             Some(f) => f.clone(),
             None => {
-                let f = ControlFiles::new(name, node_type, self.dir.path().join(name));
+                let f = ControlFiles::new(name, node_type, self.dir.path().join(name), options);
                 f.write_configs();
                 self.managed.push(f.clone());
                 f
