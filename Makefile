@@ -50,7 +50,7 @@ build:
 	$(CARGO) build --workspace --all-targets
 
 venv:
-	packaging/python/install-venv.sh $(VENV) $(ANSIBLE_RUNNER_VERSION) $(ANSIBLE_CORE_VERSION)
+	packaging/python/install-venv.sh $(VENV) $(ANSIBLE_RUNNER_VERSION) $(ANSIBLE_CORE_VERSION) $(RECEPTOR_VERSION)
 
 receptor:
 	packaging/receptor/install.sh $(RECEPTOR_VERSION) $(RECEPTOR)
@@ -73,7 +73,7 @@ bench-discovery: venv receptor
 	$(CARGO) build --release -p meshrun-agent -p meshrun-coordinator
 	MESHRUN_RECEPTOR=$(RECEPTOR) $(CARGO) run --release -p meshrun-tests --bin bench-discovery
 
-## bench-jobs: scheduler, codec vs ansible-runner, event ingestion and dispatch overhead (release build)
+## bench-jobs: scheduler, codec vs ansible-runner, event ingestion, dispatch overhead, event lag vs receptorctl (release build)
 bench-jobs: venv receptor
 	$(CARGO) build --release -p meshrun-coordinator -p meshrun-agent -p meshrun-tests
 	MESHRUN_RECEPTOR=$(RECEPTOR) $(CARGO) run --release -p meshrun-tests --bin bench-jobs -- $(or $(RUNS),5)

@@ -328,6 +328,13 @@ impl Mesh {
     /// Starts meshrun-coordinator on `node` with `extra` appended to its config (e.g.
     /// `"[discovery]\ngrace_secs = 3\n"`) and waits for its API.
     pub fn start_coordinator_with(&mut self, node: &str, extra: &str) {
+        let socket = self.nodes[node].socket.clone();
+        self.start_coordinator_through(node, &socket, extra);
+    }
+
+    /// Starts meshrun-coordinator on `node` talking to receptor through `socket` (e.g. a
+    /// pass-through a benchmark watches) instead of the node's own control socket.
+    pub fn start_coordinator_through(&mut self, node: &str, socket: &Path, extra: &str) {
         let dir = self.nodes[node].dir.clone();
         let port = free_port();
         let config = dir.join("coordinator.toml");
@@ -337,7 +344,7 @@ impl Mesh {
                 "api_listen = \"127.0.0.1:{port}\"\ndatabase = \"{d}/meshrun.db\"\n\
                  data_dir = \"{d}/coordinator\"\nreceptor_socket = \"{s}\"\n{extra}",
                 d = dir.display(),
-                s = self.nodes[node].socket.display()
+                s = socket.display()
             ),
         )
         .expect("coordinator.toml");

@@ -11,7 +11,7 @@ mod inventory;
 mod job;
 mod mesh;
 mod project;
-mod sse;
+pub mod sse;
 mod unified;
 
 use std::process::ExitCode;

@@ -219,7 +219,9 @@ mod tests {
 
     #[test]
     fn an_inventory_update_runs_ansible_inventory_into_its_artifacts() {
-        let kw = kwargs(&job(JobKind::InventoryUpdate), Path::new("/cache")).unwrap().to_map();
+        let kw = kwargs(&job(JobKind::InventoryUpdate), Path::new("/cache"))
+            .unwrap()
+            .to_map();
         assert_eq!(kw["binary"], "ansible-inventory");
         assert_eq!(kw["inventory"], "project/inv/hosts.py");
         assert_eq!(

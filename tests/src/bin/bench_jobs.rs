@@ -11,6 +11,14 @@
 //! 4. Dispatch: on a real control ← exec mesh (exec in host mode) with the coordinator, time
 //!    from `POST /api/v2/jobs/` until the exec node's `work list` shows the unit running, vs a
 //!    bare `work submit` of an equivalent transmit stream through the control node's socket.
+//! 5. Event lag: a job emitting an event every ~0.1 s, read at once through the coordinator's
+//!    live stream (`GET /api/v2/jobs/{id}/events/stream/`) and by a bare `receptorctl work
+//!    results` of the same unit; per event, the time the SSE copy arrived after receptorctl's
+//!    (one monotonic clock, both read in threads here). Each `work results` reader re-checks
+//!    on its own 250 ms timer inside receptor, so the coordinator's own share is measured from
+//!    a pass-through on its receptor socket that notes when receptor hands each event over;
+//!    the goal (<= 100 ms added at p99) is judged on that. `receptorctl` is
+//!    `MESHRUN_RECEPTORCTL` or the venv's.
 //!
 //! Build first: `cargo build --release -p meshrun-coordinator -p meshrun-agent -p
 //! meshrun-tests`, then `cargo run --release -p meshrun-tests --bin bench-jobs`.
@@ -20,6 +28,8 @@ use std::fs::File;
 use std::io::{BufWriter, Cursor, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use meshrun_coordinator::scheduler::placement::{Decision, GroupView, JobView, NodeView, place};
@@ -828,6 +838,491 @@ fn bench_dispatch(runs: usize, figures: &mut Vec<Figure>) {
     ));
 }
 
+// ---------------------------------------------------------------------------------------------
+// 5. Event lag
+// ---------------------------------------------------------------------------------------------
+
+/// The bare baseline's reader: `MESHRUN_RECEPTORCTL`, else the venv's `receptorctl`
+/// (`make venv` pins it to receptor's version).
+fn receptorctl() -> std::path::PathBuf {
+    let p = std::env::var_os("MESHRUN_RECEPTORCTL")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env::venv().join("bin/receptorctl"));
+    assert!(
+        p.is_file(),
+        "receptorctl not found at {}: run `make venv` or set MESHRUN_RECEPTORCTL",
+        p.display()
+    );
+    p
+}
+
+/// A playbook that emits an event about every 0.1 s for some 12 s: a loop of `debug` items
+/// (each item is its own `runner_item_on_ok`) with a pause between items, after a 2 s pause
+/// that lets both readers connect before the measured events.
+const LAG_PLAYBOOK: &str = "\
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: Let the readers connect
+      ansible.builtin.pause:
+        seconds: 2
+    - name: Tick
+      ansible.builtin.debug:
+        msg: \"tick {{ item }}\"
+      loop: \"{{ range(120) | list }}\"
+      loop_control:
+        pause: 0.1
+";
+
+/// When each event (by counter) reached a reader, on the bench's one monotonic clock.
+type Arrivals = std::collections::BTreeMap<i64, Instant>;
+
+/// Nearest-rank percentile of an unsorted sample.
+fn percentile(v: &[f64], p: f64) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    if s.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * s.len() as f64).ceil() as usize;
+    s[rank.clamp(1, s.len()) - 1]
+}
+
+/// Reads the coordinator's live stream of job `id` until it ends; records each `job_event`
+/// by counter (a counter sent twice is a failure: the stream must be exactly once).
+fn read_sse(api: String, id: i64) -> (Arrivals, std::collections::BTreeMap<i64, String>) {
+    use std::io::Read;
+    let client = reqwest::blocking::Client::builder()
+        .timeout(None)
+        .build()
+        .expect("http client");
+    let mut resp = client
+        .get(format!("{api}/api/v2/jobs/{id}/events/stream/"))
+        .send()
+        .and_then(|r| r.error_for_status())
+        .expect("open the job's event stream");
+    let mut parser = meshrun_coordinator::cli::sse::Parser::default();
+    let (mut seen, mut created) = (Arrivals::new(), std::collections::BTreeMap::new());
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = resp.read(&mut buf).expect("read the event stream");
+        let now = Instant::now();
+        if n == 0 {
+            break;
+        }
+        for m in parser.push(&buf[..n]) {
+            if m.event != "job_event" {
+                continue;
+            }
+            let e: Value = serde_json::from_str(&m.data).expect("job_event data is JSON");
+            let counter = e["counter"].as_i64().expect("job_event counter");
+            assert!(
+                seen.insert(counter, now).is_none(),
+                "the live stream sent event {counter} twice"
+            );
+            if let Some(c) = e["created"].as_str() {
+                created.insert(counter, c.to_string());
+            }
+        }
+    }
+    (seen, created)
+}
+
+/// Reads `receptorctl work results` of a unit line by line (ansible-runner worker lines: one
+/// JSON object each; events carry `counter`) until it exits.
+fn read_receptorctl(stdout: std::process::ChildStdout) -> Arrivals {
+    use std::io::BufRead;
+    let mut seen = Arrivals::new();
+    let mut r = std::io::BufReader::with_capacity(64 * 1024, stdout);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match r.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let now = Instant::now();
+        if let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(&line)
+            && let Some(c) = m.get("counter").and_then(Value::as_i64)
+        {
+            seen.entry(c).or_insert(now);
+        }
+    }
+    seen
+}
+
+/// `<unit>/stdout` under `root` (receptor's data dir of a node), looked up to a few levels.
+fn find_unit_stdout(root: &Path, unit: &str, depth: u32) -> Option<std::path::PathBuf> {
+    let candidate = root.join(unit).join("stdout");
+    if candidate.is_file() {
+        return Some(candidate);
+    }
+    if depth == 0 {
+        return None;
+    }
+    std::fs::read_dir(root)
+        .ok()?
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .find_map(|e| find_unit_stdout(&e.path(), unit, depth - 1))
+}
+
+/// Watches the control node's copy of the unit's stdout (the file both `work results`
+/// readers are served from) every millisecond until `stop`; records when each event's line
+/// landed in it.
+fn watch_stdout_file(path: std::path::PathBuf, stop: Arc<AtomicBool>) -> Arrivals {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut seen = Arrivals::new();
+    let (mut offset, mut partial) = (0u64, Vec::new());
+    let mut buf = vec![0u8; 64 * 1024];
+    while !stop.load(Ordering::Relaxed) {
+        let Ok(mut f) = File::open(&path) else {
+            std::thread::sleep(Duration::from_millis(1));
+            continue;
+        };
+        if f.seek(SeekFrom::Start(offset)).is_err() {
+            break;
+        }
+        loop {
+            let n = match f.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let now = Instant::now();
+            offset += n as u64;
+            counters_in(&mut partial, &buf[..n], now, &mut seen);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    seen
+}
+
+/// Counters found in the JSON lines of `bytes`, appended to `partial` (a line may span reads).
+fn counters_in(partial: &mut Vec<u8>, bytes: &[u8], now: Instant, seen: &mut Arrivals) {
+    partial.extend_from_slice(bytes);
+    while let Some(i) = partial.iter().position(|&b| b == b'\n') {
+        let line: Vec<u8> = partial.drain(..=i).collect();
+        if let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(&line)
+            && let Some(c) = m.get("counter").and_then(Value::as_i64)
+        {
+            seen.entry(c).or_insert(now);
+        }
+    }
+}
+
+/// A pass-through Unix socket at `listen` in front of receptor's control socket `upstream`:
+/// the coordinator talks to receptor through it, and it records when each event line of a
+/// results stream was handed to the coordinator. Its threads end with the bench process.
+fn start_tap(listen: &Path, upstream: std::path::PathBuf, seen: Arc<Mutex<Arrivals>>) {
+    use std::io::Read;
+    use std::os::unix::net::{UnixListener, UnixStream};
+    let listener = UnixListener::bind(listen).expect("bind the tap socket");
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { continue };
+            let Ok(server) = UnixStream::connect(&upstream) else {
+                continue;
+            };
+            let (Ok(mut c_in), Ok(mut s_out)) = (client.try_clone(), server.try_clone()) else {
+                continue;
+            };
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c_in, &mut s_out);
+                let _ = s_out.shutdown(std::net::Shutdown::Write);
+            });
+            let seen = seen.clone();
+            let (mut server, mut client) = (server, client);
+            std::thread::spawn(move || {
+                let (mut buf, mut partial) = (vec![0u8; 64 * 1024], Vec::new());
+                loop {
+                    let n = match server.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    let now = Instant::now();
+                    if client.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    let mut seen = seen.lock().expect("tap arrivals");
+                    counters_in(&mut partial, &buf[..n], now, &mut seen);
+                }
+                let _ = client.shutdown(std::net::Shutdown::Both);
+                let _ = server.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+}
+
+/// Per-event lags of one job (ms).
+#[derive(Default)]
+struct Lags {
+    /// SSE arrival - receptorctl arrival.
+    added: Vec<f64>,
+    /// SSE arrival - receptor handing the line to the coordinator: the coordinator's own lag.
+    coordinator: Vec<f64>,
+    /// From the line landing in the control node's stdout file to receptor handing it to the
+    /// coordinator / to receptorctl / to SSE.
+    tap_from_file: Vec<f64>,
+    bare_from_file: Vec<f64>,
+    sse_from_file: Vec<f64>,
+    /// From the event's `created` to receptorctl / to SSE.
+    bare_abs: Vec<f64>,
+    sse_abs: Vec<f64>,
+}
+
+fn bench_event_lag(runs: usize, figures: &mut Vec<Figure>) {
+    let receptorctl = receptorctl();
+    let mut mesh = Mesh::start(&[
+        NodeSpec::new("control", "control").listening(),
+        NodeSpec::new("exec", "execution").dialing("control"),
+    ]);
+    mesh.wait_routable("control", &["exec"]);
+    let tapped = Arc::new(Mutex::new(Arrivals::new()));
+    let tap = mesh.dir().join("tap.sock");
+    start_tap(&tap, mesh.nodes["control"].socket.clone(), tapped.clone());
+    mesh.start_coordinator_through("control", &tap, "");
+    mesh.wait_discovered(&["control", "exec"]);
+    let project = mesh.dir().join("lag-project");
+    std::fs::create_dir_all(&project).expect("project dir");
+    std::fs::write(project.join("lag.yml"), LAG_PLAYBOOK).expect("playbook");
+    let archive = meshrun_coordinator::project_archive::pack(
+        &project,
+        Vec::new(),
+        meshrun_coordinator::project_archive::DEFAULT_LEVEL,
+    )
+    .expect("pack project");
+    let http = reqwest::blocking::Client::new();
+    let stored: Value = http
+        .post(format!("{}/api/v2/project_archives/", mesh.api()))
+        .header("content-type", "application/zstd")
+        .body(archive)
+        .send()
+        .and_then(|r| r.error_for_status())
+        .and_then(|r| r.json())
+        .expect("upload project");
+    let sha = stored["sha256"].as_str().expect("sha256").to_string();
+    let socket = mesh.nodes["control"].socket.clone();
+    // One clock: arrivals are `Instant`s; `created` (the worker's wall clock, same host) is
+    // put on that clock through one anchor taken here.
+    let (anchor_i, anchor_w) = (Instant::now(), chrono::Utc::now());
+    let on_clock = |created: &str| -> Option<Instant> {
+        let c = chrono::DateTime::parse_from_rfc3339(created).ok()?;
+        let ahead = (c.with_timezone(&chrono::Utc) - anchor_w).to_std().ok()?;
+        Some(anchor_i + ahead)
+    };
+
+    let mut per_run: Vec<Lags> = Vec::new();
+    for _ in 0..runs {
+        tapped.lock().expect("tap arrivals").clear();
+        let job: Value = http
+            .post(format!("{}/api/v2/jobs/", mesh.api()))
+            .json(&json!({"project": sha, "playbook": "lag.yml",
+                          "inventory": "localhost ansible_connection=local\n",
+                          "extra_vars": {}, "execution_node": "exec"}))
+            .send()
+            .and_then(|r| r.error_for_status())
+            .and_then(|r| r.json())
+            .expect("POST job");
+        let id = job["id"].as_i64().expect("job id");
+        let api = mesh.api().to_string();
+        let sse = std::thread::spawn(move || read_sse(api, id));
+        let unit = eventually("the job's work unit", Duration::from_secs(60), || {
+            mesh.read_store(async |s| s.job(id).await)
+                .and_then(|j| j.work_unit_id)
+        });
+        let stdout_file = eventually(
+            "the control node's copy of the unit's stdout",
+            Duration::from_secs(30),
+            || find_unit_stdout(&mesh.nodes["control"].dir, &unit, 4),
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let watcher = {
+            let stop = stop.clone();
+            std::thread::spawn(move || watch_stdout_file(stdout_file, stop))
+        };
+        let mut child = Command::new(&receptorctl)
+            .arg("--socket")
+            .arg(&socket)
+            .args(["work", "results", &unit])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start receptorctl");
+        // Only events created after receptorctl had a second to start and connect count.
+        let counted_from = Instant::now() + Duration::from_secs(1);
+        let stdout = child.stdout.take().expect("receptorctl stdout");
+        let bare = std::thread::spawn(move || read_receptorctl(stdout));
+        let (sse_seen, created) = sse.join().expect("SSE reader");
+        // The live stream ended, so the job is final; receptorctl ends with the unit.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while child.try_wait().expect("receptorctl wait").is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let bare_seen = bare.join().expect("receptorctl reader");
+        stop.store(true, Ordering::Relaxed);
+        let file_seen = watcher.join().expect("stdout file watcher");
+        let tap_seen = std::mem::take(&mut *tapped.lock().expect("tap arrivals"));
+        let status: Value = http
+            .get(format!("{}/api/v2/jobs/{id}/", mesh.api()))
+            .send()
+            .and_then(|r| r.json())
+            .expect("job detail");
+        assert_eq!(
+            status["status"], "successful",
+            "lag job {id} did not succeed: {status:#}"
+        );
+        let mut lags = Lags::default();
+        let mut missing = 0;
+        for (counter, c) in &created {
+            let Some(made) = on_clock(c) else { continue };
+            if made < counted_from {
+                continue;
+            }
+            let (Some(b), Some(s), Some(f), Some(t)) = (
+                bare_seen.get(counter),
+                sse_seen.get(counter),
+                file_seen.get(counter),
+                tap_seen.get(counter),
+            ) else {
+                missing += 1;
+                continue;
+            };
+            let ms = |a: Instant, b: Instant| {
+                if a >= b {
+                    (a - b).as_secs_f64() * 1000.0
+                } else {
+                    -((b - a).as_secs_f64() * 1000.0)
+                }
+            };
+            lags.added.push(ms(*s, *b));
+            lags.coordinator.push(ms(*s, *t));
+            lags.tap_from_file.push(ms(*t, *f));
+            lags.bare_from_file.push(ms(*b, *f));
+            lags.sse_from_file.push(ms(*s, *f));
+            lags.bare_abs.push(ms(*b, made));
+            lags.sse_abs.push(ms(*s, made));
+        }
+        assert_eq!(
+            missing, 0,
+            "events of job {id} missing from a reader (receptorctl, SSE, tap or stdout file)"
+        );
+        assert!(
+            lags.added.len() >= 100,
+            "job {id}: only {} events measured",
+            lags.added.len()
+        );
+        let pc = |v: &[f64]| {
+            format!(
+                "p50 {:.1} p99 {:.1} max {:.1}",
+                percentile(v, 50.0),
+                percentile(v, 99.0),
+                percentile(v, 100.0)
+            )
+        };
+        println!(
+            "event lag job {id} ({} events, {} measured), ms: SSE - receptorctl {}; \
+             coordinator (SSE - receptor's hand-over) {}; stdout file -> hand-over {}, \
+             -> receptorctl {}, -> SSE {}; created -> receptorctl {}, -> SSE {}",
+            sse_seen.len(),
+            lags.added.len(),
+            pc(&lags.added),
+            pc(&lags.coordinator),
+            pc(&lags.tap_from_file),
+            pc(&lags.bare_from_file),
+            pc(&lags.sse_from_file),
+            pc(&lags.bare_abs),
+            pc(&lags.sse_abs),
+        );
+        per_run.push(lags);
+        eventually(
+            "exec's units to be released",
+            Duration::from_secs(60),
+            || mesh.work_list("exec").is_empty().then_some(()),
+        );
+    }
+    let med = |f: &dyn Fn(&Lags) -> f64| median(&per_run.iter().map(f).collect::<Vec<_>>());
+    let pooled = |f: &dyn Fn(&Lags) -> &Vec<f64>| -> Vec<f64> {
+        per_run.iter().flat_map(|l| f(l).iter().copied()).collect()
+    };
+    let added = pooled(&|l| &l.added);
+    let own = pooled(&|l| &l.coordinator);
+    let (bare_file, sse_file) = (
+        pooled(&|l| &l.bare_from_file),
+        pooled(&|l| &l.sse_from_file),
+    );
+    let (bare_abs, sse_abs) = (pooled(&|l| &l.bare_abs), pooled(&|l| &l.sse_abs));
+    let pc = |v: &[f64]| {
+        format!(
+            "p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            percentile(v, 50.0),
+            percentile(v, 99.0),
+            percentile(v, 100.0)
+        )
+    };
+    println!(
+        "event lag over all {} events: SSE - receptorctl {}; coordinator {}; stdout file -> \
+         receptorctl {}, -> SSE {}",
+        added.len(),
+        pc(&added),
+        pc(&own),
+        pc(&bare_file),
+        pc(&sse_file),
+    );
+    // Each `work results` reader re-checks the unit's stdout on its own 250 ms timer, so the
+    // per-event difference between two readers carries their timers' phase (up to +-250 ms);
+    // the coordinator's own lag is measured from receptor handing it the bytes.
+    figures.push(figure(
+        "event lag: per event, SSE arrival - bare `receptorctl work results` arrival, same unit (median of runs)",
+        format!(
+            "p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (two receptor readers, each on its own 250 ms timer)",
+            med(&|l| percentile(&l.added, 50.0)),
+            med(&|l| percentile(&l.added, 99.0)),
+            med(&|l| percentile(&l.added, 100.0)),
+        ),
+        "-",
+        None,
+    ));
+    let (own_p99, own_p99_med) = (
+        percentile(&own, 99.0),
+        med(&|l| percentile(&l.coordinator, 99.0)),
+    );
+    figures.push(figure(
+        "event lag added by the coordinator: receptor hands the line over -> SSE arrival (all events)",
+        format!(
+            "{} (median of runs' p99 {own_p99_med:.1} ms)",
+            pc(&own)
+        ),
+        "<= 100 ms added at p99",
+        Some(own_p99 <= 100.0),
+    ));
+    figures.push(figure(
+        "event lag: line lands in control's copy of the stdout -> receptorctl / -> SSE (all events)",
+        format!(
+            "p50 {:.0} / {:.0} ms, p99 {:.0} / {:.0} ms",
+            percentile(&bare_file, 50.0),
+            percentile(&sse_file, 50.0),
+            percentile(&bare_file, 99.0),
+            percentile(&sse_file, 99.0),
+        ),
+        "-",
+        None,
+    ));
+    figures.push(figure(
+        "event lag end to end: created -> receptorctl / -> SSE (all events)",
+        format!(
+            "p50 {:.0} / {:.0} ms, p99 {:.0} / {:.0} ms (AWX: about 5 s end to end)",
+            percentile(&bare_abs, 50.0),
+            percentile(&sse_abs, 50.0),
+            percentile(&bare_abs, 99.0),
+            percentile(&sse_abs, 99.0),
+        ),
+        "-",
+        None,
+    ));
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let runs = args
@@ -843,6 +1338,7 @@ fn main() {
     }
     if !skip("--skip-mesh") {
         bench_dispatch(runs, &mut figures);
+        bench_event_lag(runs, &mut figures);
     }
     println!("\n| measure | figure | goal | met |\n|---|---|---|---|");
     for f in &figures {
