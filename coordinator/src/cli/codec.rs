@@ -82,7 +82,8 @@ pub fn transmit(args: &TransmitArgs) -> anyhow::Result<ExitCode> {
 pub fn process(args: &ProcessArgs) -> anyhow::Result<ExitCode> {
     let artifacts = args.dir.join("artifacts");
     let stdin = std::io::stdin().lock();
-    let mut out = std::io::stdout().lock();
+    // Block-buffered, as Python's print to a pipe or file is: stdout itself flushes every line.
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
     let outcome = process_stream(
         stdin,
         &artifacts,

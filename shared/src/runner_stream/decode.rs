@@ -279,6 +279,17 @@ impl StreamDecoder {
         chunk: &[u8],
         sink: &mut impl FnMut(Frame) -> Result<(), E>,
     ) -> Result<(), DecodeError<E>> {
+        self.push_with_lines(chunk, &mut |frame, _| sink(frame))
+    }
+
+    /// Like [`push`](Self::push), but `sink` also gets the frame's JSON line as it was in the
+    /// stream (without its `\n`; empty for `ZipData` and `ZipEnd`), so that a caller can store
+    /// the line without serializing the parsed object again.
+    pub fn push_with_lines<E>(
+        &mut self,
+        chunk: &[u8],
+        sink: &mut impl FnMut(Frame, &[u8]) -> Result<(), E>,
+    ) -> Result<(), DecodeError<E>> {
         if let State::Failed(offset) = self.state {
             return Err(StreamError::AlreadyFailed { offset }.into());
         }
@@ -333,7 +344,7 @@ impl StreamDecoder {
     fn push_inner<E>(
         &mut self,
         mut rest: &[u8],
-        sink: &mut impl FnMut(Frame) -> Result<(), E>,
+        sink: &mut impl FnMut(Frame, &[u8]) -> Result<(), E>,
     ) -> Result<(), DecodeError<E>> {
         while !rest.is_empty() {
             let used = match &mut self.state {
@@ -359,7 +370,7 @@ impl StreamDecoder {
     fn feed_line<E>(
         &mut self,
         bytes: &[u8],
-        sink: &mut impl FnMut(Frame) -> Result<(), E>,
+        sink: &mut impl FnMut(Frame, &[u8]) -> Result<(), E>,
     ) -> Result<usize, DecodeError<E>> {
         let newline = bytes.iter().position(|&b| b == b'\n');
         let take = newline.unwrap_or(bytes.len());
@@ -382,7 +393,7 @@ impl StreamDecoder {
 
     fn end_line<E>(
         &mut self,
-        sink: &mut impl FnMut(Frame) -> Result<(), E>,
+        sink: &mut impl FnMut(Frame, &[u8]) -> Result<(), E>,
     ) -> Result<(), DecodeError<E>> {
         let line = std::mem::take(&mut self.line);
         let offset = self.line_start;
@@ -391,27 +402,28 @@ impl StreamDecoder {
         } else {
             Some(self.classify(parse_object(&line, offset)?, offset)?)
         };
-        self.recycle_line(line);
         self.line_start = self.consumed;
-        match frame {
+        let result = match frame {
             Some(Frame::ZipStart { size }) => {
                 self.state = State::Zip(ZipState::new(size));
-                self.emit(Frame::ZipStart { size }, sink)?;
-                // An empty zip has no characters: end it now so its ZipEnd is not lost.
-                self.flush_zip_if_full(sink)
+                self.emit(Frame::ZipStart { size }, &line, sink)
+                    // An empty zip has no characters: end it now so its ZipEnd is not lost.
+                    .and_then(|()| self.flush_zip_if_full(sink))
             }
             Some(frame) => {
                 if matches!(frame, Frame::Eof) {
                     self.state = State::Done;
                 }
                 self.resume = self.consumed;
-                self.emit(frame, sink)
+                self.emit(frame, &line, sink)
             }
             None => {
                 self.resume = self.consumed;
                 Ok(())
             }
-        }
+        };
+        self.recycle_line(line);
+        result
     }
 
     /// Keeps the allocation for the next line unless an unusually long line inflated it.
@@ -473,7 +485,7 @@ impl StreamDecoder {
     /// Emits a full data chunk, and the blob's end once every character was seen.
     fn flush_zip_if_full<E>(
         &mut self,
-        sink: &mut impl FnMut(Frame) -> Result<(), E>,
+        sink: &mut impl FnMut(Frame, &[u8]) -> Result<(), E>,
     ) -> Result<(), DecodeError<E>> {
         let State::Zip(zip) = &mut self.state else {
             return Ok(());
@@ -481,13 +493,13 @@ impl StreamDecoder {
         let done = zip.seen == zip.total;
         if zip.out.len() >= ZIP_DATA_CHUNK || (done && !zip.out.is_empty()) {
             let data = std::mem::take(&mut zip.out);
-            self.emit(Frame::ZipData(data), sink)?;
+            self.emit(Frame::ZipData(data), &[], sink)?;
         }
         if done {
             self.state = State::Line;
             self.line_start = self.consumed;
             self.resume = self.consumed;
-            self.emit(Frame::ZipEnd, sink)?;
+            self.emit(Frame::ZipEnd, &[], sink)?;
         }
         Ok(())
     }
@@ -512,9 +524,10 @@ impl StreamDecoder {
     fn emit<E>(
         &self,
         frame: Frame,
-        sink: &mut impl FnMut(Frame) -> Result<(), E>,
+        line: &[u8],
+        sink: &mut impl FnMut(Frame, &[u8]) -> Result<(), E>,
     ) -> Result<(), DecodeError<E>> {
-        sink(frame).map_err(|source| DecodeError::Sink {
+        sink(frame, line).map_err(|source| DecodeError::Sink {
             offset: self.consumed,
             source,
         })

@@ -6,10 +6,12 @@
 //! - [`decode`]: a push-based, bounded-memory decoder yielding [`Frame`]s with resumable offsets;
 //! - [`encode`]: writers for the controller→worker stream and for zip frames;
 //! - [`kwargs`]: the typed run parameters sent to the worker;
-//! - [`process`]: the equivalent of `ansible-runner process` (event files and artifacts);
+//! - [`process`]: the equivalent of `ansible-runner process` (event files and artifacts), with
+//!   `canonical` recognising event lines it can store without serializing them again;
 //! - [`archive`]: zipping and safe extraction of the directories carried in zip frames.
 
 pub mod archive;
+mod canonical;
 pub mod decode;
 pub mod encode;
 pub mod kwargs;

@@ -15,6 +15,9 @@
 //!   NUL (at most 200 bytes); Python formats any truthy value into the path, which lets a hostile
 //!   worker write outside `job_events/`. Events refused for this are counted as dropped.
 //! - An existing file (or symlink) at an event's path is replaced, never written through.
+//! - A line that is already in `json.dumps` form (as a real worker's are) is stored as it came,
+//!   which is what Python's `json.dumps(json.loads(line))` gives; any other line is serialized
+//!   again (see [`super::canonical`]), so keys are then sorted where Python keeps their order.
 //! - A truncated or malformed stream is an error ([`ProcessError`], carrying the outcome so far
 //!   with status `error` and a `job_explanation`), where Python records status `error` and exits
 //!   0 (or, for a cut zip, crashes with a traceback in `daemon.log` and exits 1). The files
@@ -32,6 +35,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use super::archive::{self, ArchiveError, ExtractLimits};
+use super::canonical::dumps_form;
 use super::decode::{DecodeError, DecoderLimits, Frame, StreamDecoder, StreamError};
 use super::encode::to_python_json;
 use super::scratch;
@@ -148,9 +152,12 @@ pub fn process_stream<R: Read>(
     extract: &ExtractLimits,
     on_event: impl FnMut(&Frame),
 ) -> Result<ProcessOutcome, ProcessError> {
+    let events_dir = artifacts_dir.join("job_events");
     let mut sink = Sink {
         dir: artifacts_dir,
-        events_dir: artifacts_dir.join("job_events"),
+        event_path: events_dir.clone(),
+        events_dir_checked: false,
+        events_dir,
         extract,
         outcome: ProcessOutcome::default(),
         zip: None,
@@ -171,7 +178,8 @@ pub fn process_stream<R: Read>(
                 return Err(sink.fail(ProcessErrorKind::Read { offset, source }));
             }
         };
-        let pushed = decoder.push(&buf[..n], &mut |frame| sink.handle(frame));
+        let pushed =
+            decoder.push_with_lines(&buf[..n], &mut |frame, line| sink.handle(frame, line));
         if let Err(e) = pushed {
             let kind = match e {
                 DecodeError::Stream(e) => ProcessErrorKind::Stream(e),
@@ -189,6 +197,10 @@ pub fn process_stream<R: Read>(
 struct Sink<'a, F> {
     dir: &'a Path,
     events_dir: PathBuf,
+    /// Reused buffer for `events_dir/<name>`.
+    event_path: PathBuf,
+    /// `events_dir` was found to be a real directory and nothing has changed the tree since.
+    events_dir_checked: bool,
     extract: &'a ExtractLimits,
     outcome: ProcessOutcome,
     zip: Option<File>,
@@ -220,11 +232,11 @@ impl<F: FnMut(&Frame)> Sink<'_, F> {
         }
     }
 
-    fn handle(&mut self, frame: Frame) -> Result<(), FrameError> {
+    fn handle(&mut self, frame: Frame, line: &[u8]) -> Result<(), FrameError> {
         match &frame {
             Frame::Status(status) => self.record_status(status),
             Frame::Event(event) => {
-                if !self.write_event(event)? {
+                if !self.write_event(event, line)? {
                     return Ok(());
                 }
             }
@@ -250,29 +262,54 @@ impl<F: FnMut(&Frame)> Sink<'_, F> {
     }
 
     /// Writes the event's file; `false` when the event is dropped.
-    fn write_event(&mut self, event: &Map<String, Value>) -> Result<bool, FrameError> {
+    ///
+    /// `job_events` is checked to be a real directory before the first event and again after
+    /// each artifacts zip (the only thing in this process that changes the tree), not per event.
+    fn write_event(&mut self, event: &Map<String, Value>, line: &[u8]) -> Result<bool, FrameError> {
         let Some(name) = event_file_name(event) else {
             self.outcome.dropped_events += 1;
             return Ok(false);
         };
-        self.check_events_dir()?;
-        let path = self.events_dir.join(name);
-        match fs::remove_file(&path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                return Err(io_at("replacing", &path)(e));
-            }
-            _ => {}
+        if !self.events_dir_checked {
+            self.check_events_dir()?;
+            self.events_dir_checked = true;
         }
-        let json = to_python_json(event).map_err(io_at("serializing event for", &path))?;
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io_at("creating", &path))?;
-        file.write_all(&json).map_err(io_at("writing", &path))?;
+        self.event_path.push(&name);
+        let written = self.write_event_file(event, line);
+        self.event_path.pop();
+        written?;
         self.outcome.events += 1;
         Ok(true)
+    }
+
+    fn write_event_file(&self, event: &Map<String, Value>, line: &[u8]) -> Result<(), FrameError> {
+        let path = &self.event_path;
+        let serialized;
+        let json = match dumps_form(line, event) {
+            Some(raw) => raw,
+            None => {
+                serialized = to_python_json(event).map_err(io_at("serializing event for", path))?;
+                &serialized[..]
+            }
+        };
+        // `create_new` never follows a symlink; whatever is in the way is replaced, which
+        // costs a syscall only when something is there.
+        let create = || {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+        };
+        let mut file = match create() {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                fs::remove_file(path).map_err(io_at("replacing", path))?;
+                create()
+            }
+            other => other,
+        }
+        .map_err(io_at("creating", path))?;
+        file.write_all(json).map_err(io_at("writing", path))
     }
 
     fn check_events_dir(&self) -> Result<(), FrameError> {
@@ -315,6 +352,8 @@ impl<F: FnMut(&Frame)> Sink<'_, F> {
         })?;
         self.outcome.artifact_entries += summary.entries;
         self.outcome.rc = read_rc(&self.dir.join("rc"));
+        // Checked again before the next event: the zip may have changed the tree.
+        self.events_dir_checked = false;
         Ok(())
     }
 }

@@ -25,6 +25,8 @@ mod tests;
 
 pub use extract::extract_zip;
 pub use write::zip_dir;
+#[cfg(test)]
+use write::zip_dir_with_workers;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;

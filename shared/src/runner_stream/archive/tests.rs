@@ -159,6 +159,69 @@ fn round_trip_keeps_content_modes_links_and_mtimes() {
 }
 
 #[test]
+fn parallel_zip_is_byte_identical_to_serial() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let _listener = build_tree(&src);
+    // Enough small files to fill the queue many times, plus files over the in-memory limit.
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    for i in 0..300u32 {
+        let dir = src.join(format!("many/d{:02}", i / 40));
+        fs::create_dir_all(&dir).unwrap();
+        let len = 100 + (i as usize * 997) % 60_000;
+        let data: Vec<u8> = (0..len)
+            .map(|j| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                if i % 3 == 0 {
+                    seed as u8
+                } else {
+                    b"abc \n"[j % 5]
+                }
+            })
+            .collect();
+        fs::write(dir.join(format!("f{i:03}")), data).unwrap();
+    }
+    fs::write(src.join("many/big1"), vec![7u8; 3 << 20]).unwrap();
+    fs::write(src.join("many/d03/big2"), all_bytes().repeat(5 << 12)).unwrap();
+    let zip = |workers| {
+        zip_dir_with_workers(&src, Cursor::new(Vec::new()), Some(6), workers)
+            .unwrap()
+            .into_inner()
+    };
+    let serial = zip(1);
+    for workers in [2, 3, 8] {
+        assert!(zip(workers) == serial, "{workers} workers");
+    }
+    // 300 small files, 8 of their dirs, `many/`, 2 big files, and build_tree's 14 entries.
+    assert_eq!(entry_modes(&serial).len(), 300 + 8 + 1 + 2 + 14);
+    let dest = tmp.path().join("dest");
+    extract_zip(Cursor::new(serial), &dest, &ExtractLimits::default()).unwrap();
+    assert_eq!(
+        fs::read(dest.join("many/big1")).unwrap(),
+        vec![7u8; 3 << 20]
+    );
+    assert_eq!(
+        fs::read(dest.join("many/d07/f299")).unwrap(),
+        fs::read(src.join("many/d07/f299")).unwrap()
+    );
+}
+
+#[test]
+fn parallel_zip_reports_the_first_failing_entry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a.txt"), b"a").unwrap();
+    fs::write(src.join("c.txt"), b"c").unwrap();
+    // Read by a worker; not valid UTF-8, so it cannot be stored.
+    symlink(OsStr::from_bytes(b"t\xff"), src.join("b_link")).unwrap();
+    let err = zip_dir_with_workers(&src, Cursor::new(Vec::new()), None, 2).unwrap_err();
+    assert!(matches!(err, ArchiveError::NonUtf8Path { .. }), "{err}");
+}
+
+#[test]
 fn dos_field_alone_gives_two_second_precision_in_utc() {
     // Without the extended timestamp only the DOS field is left: UTC, even seconds.
     let tmp = tempfile::tempdir().unwrap();
