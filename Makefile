@@ -17,7 +17,8 @@ MESH_TESTS := --test mesh_jobs --test podman_jobs --test agent_run_supervises_re
               --test discovery_finds_nodes --test node_loss_and_return --test placement_on_a_real_mesh \
               --test inventory_updates \
               --test ad_hoc_commands \
-              --test project_updates
+              --test project_updates \
+              --test distance_and_partitions
 
 .PHONY: demo test build venv receptor podman ee-image lint bench-agent bench-discovery bench-jobs clean-tools mesh-up mesh-down
 

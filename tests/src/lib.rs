@@ -7,12 +7,16 @@
 //!   the Makefile, else the repository's `.tools/` and `.venv/`).
 //! - [`stream`]: decoding ansible-runner streams in assertions.
 //! - [`procs`]: child processes that are always stopped (only those this harness started).
+//! - [`netns`]: network namespaces for nodes, joined to the root namespace by veth pairs.
+//! - [`link_proxy`]: a TCP proxy per link that can add latency or cut the link.
 //! - [`mesh`]: a builder for meshes of control, hop and execution nodes, and a running coordinator.
 //! - [`wait`]: `eventually` — poll a condition until a deadline instead of sleeping.
 
 pub mod api;
 pub mod env;
+pub mod link_proxy;
 pub mod mesh;
+pub mod netns;
 pub mod procs;
 pub mod stream;
 pub mod wait;

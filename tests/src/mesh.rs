@@ -2,11 +2,16 @@
 //! coordinator on the control node — or a coordinator that runs the control node's receptor
 //! itself ([`managed_control`]). Nodes may be added, stopped and restarted while the mesh
 //! runs, and the coordinator's store can be read directly (SQLite WAL allows a second reader).
+//!
+//! A node may be placed in its own network namespace ([`NodeSpec::in_netns`]): its receptor
+//! (and so its agent and jobs) runs there, listening on the namespace's veth address, and every
+//! link to or from it goes through a [`LinkProxy`] in the test process, which a test can delay
+//! or cut ([`Mesh::link`]).
 
 pub mod managed_control;
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -19,6 +24,8 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::env;
+use crate::link_proxy::LinkProxy;
+use crate::netns::NetNs;
 use crate::procs::Proc;
 use crate::wait::eventually;
 
@@ -47,6 +54,8 @@ pub struct NodeSpec {
     pub agent_extra: String,
     /// Extra arguments for `meshrun-agent config` (e.g. `--work-verification-key PATH`).
     pub config_args: Vec<String>,
+    /// Runs in its own network namespace, its links through proxies.
+    pub netns: bool,
 }
 
 impl NodeSpec {
@@ -60,7 +69,15 @@ impl NodeSpec {
             podman: false,
             agent_extra: String::new(),
             config_args: Vec::new(),
+            netns: false,
         }
+    }
+
+    /// It runs in a network namespace of its own, reached through a veth pair; its links go
+    /// through [`LinkProxy`]s the test controls.
+    pub fn in_netns(mut self) -> Self {
+        self.netns = true;
+        self
     }
 
     /// Passes `args` to `meshrun-agent config` too.
@@ -146,6 +163,10 @@ pub struct Mesh {
     managed: Vec<managed_control::ControlFiles>,
     database: Option<PathBuf>,
     coordinator_node: Option<String>,
+    /// Proxies of links that involve a namespaced node, by (dialer, listener).
+    links: BTreeMap<(String, String), LinkProxy>,
+    /// Namespaces by node; dropped after the nodes are stopped.
+    namespaces: BTreeMap<String, NetNs>,
     dir: TempDir,
 }
 
@@ -201,6 +222,8 @@ impl Mesh {
             managed: Vec::new(),
             database: None,
             coordinator_node: None,
+            links: BTreeMap::new(),
+            namespaces: BTreeMap::new(),
             dir,
         };
         for spec in specs {
@@ -247,9 +270,10 @@ impl Mesh {
             "{node} is still running"
         );
         n.starts += 1;
+        let mut cmd = receptor_command(self.namespaces.get(node));
         n.receptor = Some(Proc::spawn(
             &format!("receptor {node}"),
-            Command::new(env::receptor()).arg("-c").arg(&n.conf),
+            cmd.arg("-c").arg(&n.conf),
             &n.dir.join(format!("receptor.{}.log", n.starts)),
         ));
         let socket = n.socket.clone();
@@ -281,13 +305,18 @@ impl Mesh {
             .arg(&agent)
             .arg("--agent-config")
             .arg(&agent_toml);
+        if spec.netns {
+            self.namespaces
+                .insert(spec.name.clone(), NetNs::create(&spec.name));
+        }
         let port = spec.listen.then(free_port);
         if let Some(p) = port {
-            cmd.args(["--listen", &p.to_string(), "--bind", "127.0.0.1"]);
+            let bind = self.address_of(&spec.name).to_string();
+            cmd.args(["--listen", &p.to_string(), "--bind", &bind]);
         }
         for peer in &spec.peers {
-            let p = self.nodes[peer].port.expect("peers must listen");
-            cmd.args(["--peer", &format!("127.0.0.1:{p}")]);
+            let addr = self.peer_address(&spec.name, peer);
+            cmd.args(["--peer", &addr.to_string()]);
         }
         cmd.args(&spec.config_args);
         let out = cmd.output().expect("meshrun-agent config");
@@ -300,7 +329,9 @@ impl Mesh {
         std::fs::write(&conf, &out.stdout).expect("receptor.conf");
         let receptor = Proc::spawn(
             &format!("receptor {}", spec.name),
-            Command::new(env::receptor()).arg("-c").arg(&conf),
+            receptor_command(self.namespaces.get(&spec.name))
+                .arg("-c")
+                .arg(&conf),
             &dir.join("receptor.log"),
         );
         let node = Node {
@@ -318,6 +349,46 @@ impl Mesh {
             || block_on(ControlClient::connect_unix(&socket)).ok(),
         );
         self.nodes.insert(spec.name.clone(), node);
+    }
+
+    /// The address `node` listens on: its namespace's, else loopback.
+    fn address_of(&self, node: &str) -> IpAddr {
+        match self.namespaces.get(node) {
+            Some(ns) => IpAddr::V4(ns.ns_addr),
+            None => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        }
+    }
+
+    /// What `dialer` dials to reach `peer`: the listener itself between two root-namespace
+    /// nodes, else a new [`LinkProxy`] on the dialer's side of its veth (loopback for a root
+    /// node) forwarding to the listener.
+    fn peer_address(&mut self, dialer: &str, peer: &str) -> SocketAddr {
+        let port = self.nodes[peer].port.expect("peers must listen");
+        let target = SocketAddr::new(self.address_of(peer), port);
+        if !self.namespaces.contains_key(dialer) && !self.namespaces.contains_key(peer) {
+            return target;
+        }
+        let listen = match self.namespaces.get(dialer) {
+            Some(ns) => IpAddr::V4(ns.host_addr),
+            None => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        };
+        let proxy = LinkProxy::start(listen, target);
+        let addr = proxy.addr();
+        self.links
+            .insert((dialer.to_string(), peer.to_string()), proxy);
+        addr
+    }
+
+    /// The proxy of the link `dialer` → `listener` (one of them must be namespaced).
+    pub fn link(&self, dialer: &str, listener: &str) -> &LinkProxy {
+        self.links
+            .get(&(dialer.to_string(), listener.to_string()))
+            .unwrap_or_else(|| panic!("no proxied link {dialer} -> {listener}"))
+    }
+
+    /// The network namespace of `node`, if it has one.
+    pub fn netns(&self, node: &str) -> Option<&NetNs> {
+        self.namespaces.get(node)
     }
 
     /// Starts meshrun-coordinator on `node` and waits for its API.
@@ -581,10 +652,21 @@ impl Drop for Mesh {
                 receptor.stop(Duration::from_secs(5));
             }
         }
+        // Then the links, then the namespaces (which take whatever is left inside with them).
+        self.links.clear();
+        self.namespaces.clear();
         if std::env::var_os("MESHRUN_KEEP_TEST_DIRS").is_some() {
             let kept = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
             eprintln!("kept test dir {}", kept.keep().display());
         }
+    }
+}
+
+/// `receptor`, run inside `netns` when there is one.
+fn receptor_command(netns: Option<&NetNs>) -> Command {
+    match netns {
+        Some(ns) => ns.command(&env::receptor()),
+        None => Command::new(env::receptor()),
     }
 }
 
