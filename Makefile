@@ -18,9 +18,10 @@ MESH_TESTS := --test mesh_jobs --test podman_jobs --test agent_run_supervises_re
               --test inventory_updates \
               --test ad_hoc_commands \
               --test project_updates \
-              --test distance_and_partitions
+              --test distance_and_partitions \
+              --test coordinator_restart
 
-.PHONY: demo test build venv receptor podman ee-image lint bench-agent bench-discovery bench-jobs clean-tools mesh-up mesh-down
+.PHONY: soak demo test build venv receptor podman ee-image lint bench-agent bench-discovery bench-jobs clean-tools mesh-up mesh-down
 
 ## demo: bring up control + hop + 2 execution nodes in a temp dir and run a playbook through them
 demo: build venv receptor ee-image
@@ -49,6 +50,21 @@ test: build venv ee-image
 
 build:
 	$(CARGO) build --workspace --all-targets
+
+# Fault tests the soak repeats (each run once per loop); other fault test files can be added.
+SOAK_FAULT_TESTS ?= --test node_loss_and_return
+## soak: not part of `make test`: the coordinator-restart scenarios $(SOAK_RUNS) times each
+## (default 20; prints events lost/duplicated, goal 0/0), then the fault tests $(SOAK_LOOPS) times
+soak: build venv receptor
+	@mkdir -p $(TOOLS)
+	set -o pipefail; MESHRUN_RECEPTOR=$(RECEPTOR) SOAK_RUNS=$(or $(SOAK_RUNS),20) $(CARGO) test \
+	  -p meshrun-tests --test coordinator_restart -- --nocapture --test-threads=2 2>&1 \
+	  | tee $(TOOLS)/soak-restart.log
+	@for i in $$(seq 1 $(or $(SOAK_LOOPS),5)); do \
+	  echo "== soak fault loop $$i"; \
+	  MESHRUN_RECEPTOR=$(RECEPTOR) $(CARGO) test -p meshrun-tests $(SOAK_FAULT_TESTS) || exit 1; \
+	done
+	@echo "== soak totals (goal: 0 lost, 0 duplicated)"; grep -h '^SOAK' $(TOOLS)/soak-restart.log
 
 venv:
 	packaging/python/install-venv.sh $(VENV) $(ANSIBLE_RUNNER_VERSION) $(ANSIBLE_CORE_VERSION) $(RECEPTOR_VERSION)

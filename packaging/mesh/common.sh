@@ -71,3 +71,14 @@ leftover_receptor() {
     && [ "${args[2]}" = "$(receptor_conf "$1")" ] || return 1
   echo "$pid"
 }
+
+# stop_pid PID [GRACE]: SIGTERM, then SIGKILL after GRACE seconds (default 10) if still alive.
+stop_pid() {
+  local pid=$1 grace=${2:-10} i
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < grace * 5; i++)); do alive "$pid" || return 0; sleep 0.2; done
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
+# receptor_pid NAME: the PID of NAME's receptor as its supervisor recorded it, if it runs.
+receptor_pid() { leftover_receptor "$1"; }

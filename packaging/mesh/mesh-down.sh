@@ -51,9 +51,7 @@ for name in "${nodes[@]}"; do
   if running_pid "$name" > /dev/null; then continue; fi
   if rpid=$(leftover_receptor "$name"); then
     echo "$name: stopping the receptor its supervisor left (pid $rpid)" >&2
-    kill -TERM "$rpid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do alive "$rpid" || break; sleep 0.2; done
-    if alive "$rpid"; then kill -KILL "$rpid" 2>/dev/null || true; fi
+    stop_pid "$rpid"
   fi
 done
 

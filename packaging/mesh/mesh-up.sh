@@ -131,6 +131,13 @@ start() {
     echo "$name: already running (pid $pid)"
     return
   fi
+  # A supervisor that crashed leaves its receptor running, holding the node's socket and
+  # port: stop that receptor (only the one the supervisor recorded) before starting anew.
+  local rpid
+  if rpid=$(leftover_receptor "$name"); then
+    echo "$name: stopping the receptor its stopped supervisor left (pid $rpid)"
+    stop_pid "$rpid"
+  fi
   local -a cmd
   read_cmd "$name" cmd
   setsid "${cmd[@]}" < /dev/null >> "$mesh/$name/$(log_name "$name")" 2>&1 &
@@ -188,6 +195,11 @@ sys.exit(0 if all(n in offers for n in sys.argv[2:]) else 1)
 PY
 }
 
+all_receptors_recorded() {
+  local name
+  for name in "${nodes[@]}"; do receptor_pid "$name" > /dev/null || return 1; done
+}
+
 write_configs
 start control
 # The first start makes the work-signing key pair that the execution nodes verify with.
@@ -200,11 +212,25 @@ start exec2
 wait_for "routes from control to exec1 and exec2" 60 routable hop exec1 exec2
 wait_for "exec1 and exec2 to advertise their work type" 90 advertised exec1 exec2
 
-write_if_changed "$mesh/demo.env" <<ENV
+# demo.env: what the CLI needs, and the record of what runs (mesh-down stops what .meshrun/pids
+# records; these lines are the same PIDs plus each supervisor's receptor, for people and scripts).
+wait_for "every node's receptor PID" 30 all_receptors_recorded
+{
+  cat <<ENV
 # The demo mesh started by \`make mesh-up\` (stop it with \`make mesh-down\`).
 export MESHRUN_URL=$api
 export PATH="$bin:\$PATH"
+MESHRUN_MESH_DIR=$mesh
+MESHRUN_API_URL=$api
 ENV
+  for name in "${nodes[@]}"; do
+    up=${name^^}
+    echo "${up}_DIR=$mesh/$name"
+    echo "${up}_SOCKET=$mesh/$name/receptor.sock"
+    echo "${up}_PID=$(running_pid "$name")"
+    echo "${up}_RECEPTOR_PID=$(receptor_pid "$name")"
+  done
+} | write_if_changed "$mesh/demo.env"
 
 cat <<EOF
 

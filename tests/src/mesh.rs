@@ -8,6 +8,7 @@
 //! link to or from it goes through a [`LinkProxy`] in the test process, which a test can delay
 //! or cut ([`Mesh::link`]).
 
+pub mod coordinator_restart;
 pub mod managed_control;
 
 use std::collections::BTreeMap;

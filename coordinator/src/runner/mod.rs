@@ -7,10 +7,12 @@
 //! to, set the final status and release the unit.
 
 mod after;
+pub mod failpoint;
 mod follow;
 pub mod outcome;
 pub mod payload;
 pub mod project_update;
+pub mod reconcile;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -108,28 +110,17 @@ impl JobRunner {
         tokio::spawn(async move { runner.run(job_id).await });
     }
 
-    /// Picks up jobs a previous coordinator process left behind.
+    /// Picks up jobs a previous coordinator process left behind: each `waiting`, `submitting`
+    /// and `running` job is reconciled with the control node's `work list` by its tag (see
+    /// [`reconcile`]).
     pub async fn resume_all(&self) -> Result<(), crate::store::StoreError> {
+        // Log an armed test failpoint at start rather than at its first use.
+        failpoint::armed();
         for job in self.inner.store.jobs_in(&JobStatus::ACTIVE).await? {
-            match job.status {
-                // The scheduler places pending jobs.
-                JobStatus::Pending => {}
-                // Placed but not yet submitting: no unit can exist, so submitting is safe.
-                JobStatus::Waiting => self.spawn(job.id),
-                JobStatus::Running if job.work_unit_id.is_some() => {
-                    let runner = self.clone();
-                    tokio::spawn(async move { runner.finish_running(job).await });
-                }
-                _ => {
-                    // A submit interrupted half-way may or may not have created a unit; until
-                    // reconciliation by tag exists, do not risk running the job twice.
-                    let explanation = format!(
-                        "the coordinator restarted while the job was {}; it was not resubmitted \
-                         (reconciling interrupted submits with receptor is not implemented yet)",
-                        job.status
-                    );
-                    self.fail(&job, JobFailure::new(explanation)).await;
-                }
+            // The scheduler places pending jobs.
+            if job.status != JobStatus::Pending {
+                let runner = self.clone();
+                tokio::spawn(async move { runner.reconcile(job).await });
             }
         }
         Ok(())
@@ -251,11 +242,13 @@ impl JobRunner {
             .work_submit(&request)
             .await
             .map_err(|e| JobFailure::new(format!("receptor refused the submit: {e}")))?;
+        failpoint::hit(failpoint::Failpoint::AbortAfterSubmit);
         inner
             .store
             .set_work_unit(job.id, &session.unit_id)
             .await
             .map_err(|e| JobFailure::new(e.to_string()))?;
+        failpoint::half_payload_then_abort(&mut session, &stream_path).await;
         let mut file = tokio::fs::File::open(&stream_path)
             .await
             .map_err(|e| JobFailure::new(format!("cannot read the job payload: {e}")))?;
