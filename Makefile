@@ -14,7 +14,7 @@ export CONTAINERS_CONF := $(CURDIR)/packaging/podman/containers.conf
 # Integration tests that need a real receptor (and podman with the EE image).
 MESH_TESTS := --test mesh_jobs --test podman_jobs --test agent_run_supervises_receptor \
               --test leftovers_and_cleanup --test instances_api --test control_node_receptor \
-              --test discovery_finds_nodes --test node_loss_and_return --test placement_on_a_real_mesh \
+              --test discovery_finds_nodes --test node_loss_and_return --test node_loss --test placement_on_a_real_mesh \
               --test inventory_updates \
               --test ad_hoc_commands \
               --test project_updates \

@@ -149,6 +149,11 @@ pub struct CapacitySettings {
     /// The cgroup whose CPU quota and memory limit bound jobs (default: the agent's own).
     #[serde(default)]
     pub cgroup: Option<PathBuf>,
+    /// The file the node's boot id is read from (the coordinator treats a new boot id as a
+    /// reboot that killed every unit). Meant to be changed only for tests and containers that
+    /// must fake or pin a boot.
+    #[serde(default = "default_boot_id_file")]
+    pub boot_id_file: PathBuf,
 }
 
 /// The node's place in the mesh (for `meshrun-agent run`).
@@ -234,6 +239,9 @@ fn default_min_free_disk() -> ByteSize {
 fn default_probe_ttl() -> u64 {
     60
 }
+fn default_boot_id_file() -> PathBuf {
+    PathBuf::from(crate::capacity::identity::BOOT_ID_PATH)
+}
 fn default_log_level() -> String {
     "info".to_string()
 }
@@ -283,6 +291,7 @@ impl Default for CapacitySettings {
             min_free_disk: default_min_free_disk(),
             probe_ttl_secs: default_probe_ttl(),
             cgroup: None,
+            boot_id_file: default_boot_id_file(),
         }
     }
 }

@@ -46,6 +46,53 @@ pub struct CoordinatorConfig {
     /// Projects and project updates.
     #[serde(default)]
     pub projects: ProjectSettings,
+    /// What happens to jobs whose node is lost, rebooted or silent.
+    #[serde(default)]
+    pub node_loss: NodeLossSettings,
+}
+
+/// Lost, rebooted and silent execution nodes (see `node_loss`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeLossSettings {
+    /// Seconds an execution node may be unroutable before its jobs end as `error`.
+    #[serde(default = "default_node_loss_grace")]
+    pub grace_secs: f64,
+    /// Seconds between keepalive lines the worker is asked for (`--keepalive-seconds`); 0
+    /// asks for none, and then silence alone never ends a job.
+    #[serde(default = "default_keepalive")]
+    pub keepalive_secs: u32,
+    /// Seconds a running job's output may stop growing, while its node is routable, before
+    /// it is treated as stalled (must exceed twice `keepalive_secs`).
+    #[serde(default = "default_stall")]
+    pub stall_secs: f64,
+    /// Seconds between two looks at the running jobs.
+    #[serde(default = "default_node_loss_period")]
+    pub period_secs: f64,
+}
+
+fn default_node_loss_grace() -> f64 {
+    120.0
+}
+fn default_keepalive() -> u32 {
+    30
+}
+fn default_stall() -> f64 {
+    600.0
+}
+fn default_node_loss_period() -> f64 {
+    2.0
+}
+
+impl Default for NodeLossSettings {
+    fn default() -> Self {
+        NodeLossSettings {
+            grace_secs: default_node_loss_grace(),
+            keepalive_secs: default_keepalive(),
+            stall_secs: default_stall(),
+            period_secs: default_node_loss_period(),
+        }
+    }
 }
 
 /// Projects and project updates.
@@ -255,6 +302,28 @@ impl CoordinatorConfig {
                 ));
             }
         }
+        let n = &self.node_loss;
+        for (field, v, min) in [
+            ("node_loss.grace_secs", n.grace_secs, 0.0),
+            ("node_loss.stall_secs", n.stall_secs, 1.0),
+            ("node_loss.period_secs", n.period_secs, 0.1),
+        ] {
+            if !(v.is_finite() && v >= min) {
+                return Err((
+                    field,
+                    format!("must be a number of seconds of at least {min}, got {v}"),
+                ));
+            }
+        }
+        if n.keepalive_secs > 0 && n.stall_secs <= 2.0 * f64::from(n.keepalive_secs) {
+            return Err((
+                "node_loss.stall_secs",
+                format!(
+                    "must exceed twice node_loss.keepalive_secs ({}), got {}",
+                    n.keepalive_secs, n.stall_secs
+                ),
+            ));
+        }
         if let Some(c) = &self.control_node {
             if !matches!(c.node_type.as_str(), "control" | "hybrid") {
                 return Err((
@@ -325,6 +394,27 @@ mod tests {
         assert!(e.contains("database: must be an absolute path"), "{e}");
         let e = parse("submit_ttl = \"soon\"\n").unwrap_err().to_string();
         assert!(e.contains("submit_ttl"), "{e}");
+    }
+
+    #[test]
+    fn node_loss_defaults_and_a_stall_shorter_than_two_keepalives_is_refused() {
+        let c = parse("").unwrap();
+        assert_eq!(
+            (
+                c.node_loss.grace_secs,
+                c.node_loss.keepalive_secs,
+                c.node_loss.stall_secs
+            ),
+            (120.0, 30, 600.0)
+        );
+        let c =
+            parse("[node_loss]\ngrace_secs = 10\nkeepalive_secs = 2\nstall_secs = 8\n").unwrap();
+        assert_eq!(c.node_loss.grace_secs, 10.0);
+        let e = parse("[node_loss]\nkeepalive_secs = 5\nstall_secs = 8\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("node_loss.stall_secs: must exceed twice"), "{e}");
+        parse("[node_loss]\nkeepalive_secs = 0\nstall_secs = 1\n").unwrap();
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! - [`control_node`]: the control node's own receptor: keys, receptor.conf, supervision.
 //! - [`discovery`]: reads `status` every few seconds and keeps the instances in line with it.
 //! - [`health`]: health checks (`--worker-info` through receptor) and their schedule.
+//! - [`node_loss`]: jobs whose node was lost, rebooted or went silent end as `error`; their
+//!   units are released once the node is back.
 //! - [`server`]: `run(config, shutdown)`: opens the store, starts the API and the job runner.
 //! - [`store`]: SQLite store of jobs and events (migrations in `migrations/`).
 //! - [`project_archive`]: tar + zstd project archives: deterministic packing, hostile-input-safe
@@ -32,6 +34,7 @@ pub mod inventories;
 pub mod inventory_hosts;
 pub mod mesh;
 pub mod metrics;
+pub mod node_loss;
 pub mod project_archive;
 pub mod projects;
 pub mod runner;

@@ -124,6 +124,15 @@ async fn serve(config: CoordinatorConfig, shutdown: CancellationToken) -> Result
     runner.resume_all().await?;
     crate::scheduler::Scheduler::new(store.clone(), runner.clone(), scheduler_wake.clone())
         .spawn(shutdown.clone());
+    let node_loss_task = crate::node_loss::start(
+        &config,
+        crate::node_loss::NodeLossDeps {
+            store: store.clone(),
+            bus: bus.clone(),
+            scheduler_wake: scheduler_wake.clone(),
+            shutdown: shutdown.clone(),
+        },
+    );
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
     let health_wakeup = std::sync::Arc::new(tokio::sync::Notify::new());
     let (checker, health_task) = crate::health::start(
@@ -178,6 +187,7 @@ async fn serve(config: CoordinatorConfig, shutdown: CancellationToken) -> Result
     // The API stops only on shutdown; let the loops finish their last writes first.
     let _ = discovery_task.await;
     let _ = health_task.await;
+    let _ = node_loss_task.await;
     store.close().await;
     Ok(())
 }

@@ -10,6 +10,8 @@
 //! - [`netns`]: network namespaces for nodes, joined to the root namespace by veth pairs.
 //! - [`link_proxy`]: a TCP proxy per link that can add latency or cut the link.
 //! - [`mesh`]: a builder for meshes of control, hop and execution nodes, and a running coordinator.
+//! - [`node_kill`]: a node's processes in a cgroup of their own, killed all at once with its
+//!   labelled containers.
 //! - [`wait`]: `eventually` — poll a condition until a deadline instead of sleeping.
 
 pub mod api;
@@ -17,6 +19,7 @@ pub mod env;
 pub mod link_proxy;
 pub mod mesh;
 pub mod netns;
+pub mod node_kill;
 pub mod procs;
 pub mod stream;
 pub mod wait;

@@ -57,6 +57,9 @@ pub struct NodeSpec {
     pub config_args: Vec<String>,
     /// Runs in its own network namespace, its links through proxies.
     pub netns: bool,
+    /// Start its receptor (and so everything it runs) in a cgroup of its own, so that
+    /// [`Mesh::kill_node`] can kill the whole node.
+    pub cgroup: bool,
 }
 
 impl NodeSpec {
@@ -71,6 +74,7 @@ impl NodeSpec {
             agent_extra: String::new(),
             config_args: Vec::new(),
             netns: false,
+            cgroup: false,
         }
     }
 
@@ -78,6 +82,12 @@ impl NodeSpec {
     /// through [`LinkProxy`]s the test controls.
     pub fn in_netns(mut self) -> Self {
         self.netns = true;
+        self
+    }
+
+    /// Its processes live in a cgroup of their own (see [`crate::node_kill`]).
+    pub fn in_own_cgroup(mut self) -> Self {
+        self.cgroup = true;
         self
     }
 
@@ -153,6 +163,28 @@ pub struct Node {
     pub conf: PathBuf,
     /// How many times its receptor was started.
     pub starts: u32,
+    /// Its cgroup, when it has one (dropped after the receptor: kills what is left).
+    pub cgroup: Option<crate::node_kill::NodeCgroup>,
+}
+
+impl Node {
+    /// The command that starts its receptor: inside its network namespace and its cgroup, when
+    /// it has them.
+    fn receptor_command(&self, netns: Option<&NetNs>) -> Command {
+        let receptor = env::receptor();
+        let mut cmd = match (netns, &self.cgroup) {
+            (Some(ns), Some(cg)) => {
+                let mut cmd = ns.command(Path::new("/bin/sh"));
+                cg.join_then(&mut cmd, &receptor);
+                cmd
+            }
+            (Some(ns), None) => ns.command(&receptor),
+            (None, Some(cg)) => cg.command(&receptor),
+            (None, None) => Command::new(receptor),
+        };
+        cmd.arg("-c").arg(&self.conf);
+        cmd
+    }
 }
 
 /// A mesh of nodes and maybe a coordinator; everything stops when it is dropped.
@@ -271,10 +303,9 @@ impl Mesh {
             "{node} is still running"
         );
         n.starts += 1;
-        let mut cmd = receptor_command(self.namespaces.get(node));
         n.receptor = Some(Proc::spawn(
             &format!("receptor {node}"),
-            cmd.arg("-c").arg(&n.conf),
+            &mut n.receptor_command(self.namespaces.get(node)),
             &n.dir.join(format!("receptor.{}.log", n.starts)),
         ));
         let socket = n.socket.clone();
@@ -328,22 +359,23 @@ impl Mesh {
         );
         let conf = dir.join("receptor.conf");
         std::fs::write(&conf, &out.stdout).expect("receptor.conf");
-        let receptor = Proc::spawn(
-            &format!("receptor {}", spec.name),
-            receptor_command(self.namespaces.get(&spec.name))
-                .arg("-c")
-                .arg(&conf),
-            &dir.join("receptor.log"),
-        );
-        let node = Node {
+        let mut node = Node {
             name: spec.name.clone(),
             dir,
             socket: socket.clone(),
             port,
-            receptor: Some(receptor),
+            receptor: None,
             conf,
             starts: 1,
+            cgroup: spec
+                .cgroup
+                .then(|| crate::node_kill::NodeCgroup::create(&spec.name)),
         };
+        node.receptor = Some(Proc::spawn(
+            &format!("receptor {}", spec.name),
+            &mut node.receptor_command(self.namespaces.get(&spec.name)),
+            &node.dir.join("receptor.log"),
+        ));
         eventually(
             &format!("{}'s control socket", spec.name),
             Duration::from_secs(15),
@@ -660,14 +692,6 @@ impl Drop for Mesh {
             let kept = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
             eprintln!("kept test dir {}", kept.keep().display());
         }
-    }
-}
-
-/// `receptor`, run inside `netns` when there is one.
-fn receptor_command(netns: Option<&NetNs>) -> Command {
-    match netns {
-        Some(ns) => ns.command(&env::receptor()),
-        None => Command::new(env::receptor()),
     }
 }
 

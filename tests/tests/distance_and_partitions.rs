@@ -280,19 +280,16 @@ fn a_hop_link_reset_and_refused_for_8_s_mid_run_loses_no_event() {
     short_cut_mid_run(Cut::Reset);
 }
 
-/// TODO(issue 7, node loss — merged separately): the coordinator setting for how long a
-/// running job's node may be unroutable before the job ends `error`. Until the node-loss work
-/// is merged this only shortens the existing discovery grace (after which the node is marked
-/// unavailable); the lead wires the node-loss key here at merge.
+/// Makes a cut link count as node loss after `grace`: discovery marks the node unavailable and
+/// the coordinator's node-loss handling ends its jobs `error` after the same grace.
 fn set_node_loss_grace(coordinator_extra: &mut String, grace: Duration) {
+    let secs = grace.as_secs_f64();
     coordinator_extra.push_str(&format!(
-        "[discovery]\ngrace_secs = {}\n",
-        grace.as_secs_f64()
+        "[discovery]\ngrace_secs = {secs}\n[node_loss]\ngrace_secs = {secs}\n"
     ));
 }
 
 #[test]
-#[ignore = "needs node-loss handling (merged separately)"]
 fn a_hop_link_cut_for_a_minute_is_node_loss() {
     let mut extra = String::new();
     set_node_loss_grace(&mut extra, Duration::from_secs(5));

@@ -69,7 +69,7 @@ pub fn collect(settings: &AgentSettings, now: SystemTime) -> WorkerInfo {
             None
         }
     };
-    let boot_id = identity::read_boot_id(Path::new(identity::BOOT_ID_PATH))
+    let boot_id = identity::read_boot_id(&settings.capacity.boot_id_file)
         .map_err(|e| errors.push(e))
         .ok();
 

@@ -1,7 +1,8 @@
 //! Reads a unit's output with `work results` from the job's stored byte offset, decodes it,
 //! stores events in batches together with the offset they were parsed up to, and collects the
 //! artifacts zip. `work results` never ends for a canceled unit, so `work status` is polled
-//! alongside.
+//! alongside, and so is the job's stored status: a job node-loss handling ended stops being
+//! followed.
 
 use std::io::Write;
 use std::path::Path;
@@ -203,6 +204,10 @@ pub async fn follow(
                     }
                 }
                 _ = poll.tick() => {
+                    if ended_elsewhere(runner, job.id).await {
+                        store_pending(runner, job.id, &mut state, decoder.resume_offset()).await?;
+                        return Err(JobFailure::new("the job was ended while its output was being read"));
+                    }
                     if status_client.is_none() {
                         status_client = runner.connect().await.ok();
                     }
@@ -238,6 +243,15 @@ pub async fn follow(
         rc,
         tail: tail.text(),
     })
+}
+
+/// Whether the job left `running` without this follower (node loss ended it).
+async fn ended_elsewhere(runner: &JobRunner, job_id: i64) -> bool {
+    match runner.inner.store.job(job_id).await {
+        Ok(Some(j)) => j.status != crate::store::JobStatus::Running,
+        Ok(None) => true,
+        Err(_) => false,
+    }
 }
 
 async fn store_pending(

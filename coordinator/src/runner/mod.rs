@@ -52,6 +52,7 @@ struct Inner {
     project_cache: PathBuf,
     submit_ttl: String,
     tls_client: Option<String>,
+    keepalive_secs: u32,
     shutdown: CancellationToken,
     scheduler_wake: Arc<Notify>,
 }
@@ -93,6 +94,7 @@ impl JobRunner {
                 project_cache: config.data_dir.join(crate::config::PROJECT_CACHE_DIR),
                 submit_ttl: config.submit_ttl.clone(),
                 tls_client: config.tls_client.clone(),
+                keepalive_secs: config.node_loss.keepalive_secs,
                 shutdown,
                 scheduler_wake,
             }),
@@ -224,10 +226,15 @@ impl JobRunner {
             worktype: work_type.to_string(),
             // The path names the job so that local units (which keep no extra keys) are
             // tagged too; the agent never uses the path itself.
+            // Keepalive lines make silence mean a stalled worker (see `node_loss`).
             params: Some(format!(
-                "--private-data-dir=/tmp/meshrun_{}_{} --delete",
+                "--private-data-dir=/tmp/meshrun_{}_{} --delete{}",
                 job.id,
-                &uuid::Uuid::new_v4().simple().to_string()[..8]
+                &uuid::Uuid::new_v4().simple().to_string()[..8],
+                match inner.keepalive_secs {
+                    0 => String::new(),
+                    k => format!(" --keepalive-seconds={k}"),
+                }
             )),
             tlsclient,
             ttl: (!local).then(|| inner.submit_ttl.clone()),
@@ -262,7 +269,7 @@ impl JobRunner {
         // The payload holds the job's secrets: keep it no longer than receptor needs it.
         let _ = tokio::fs::remove_file(&stream_path).await;
         tracing::info!(job_id = job.id, unit = %result.unit_id, node = %node, result = %result.result, "unit submitted");
-        inner
+        let started = inner
             .store
             .transition(
                 job.id,
@@ -275,6 +282,12 @@ impl JobRunner {
             )
             .await
             .map_err(|e| JobFailure::new(e.to_string()))?;
+        if !started {
+            // Ended meanwhile (node loss): its unit is left to whoever ended it.
+            return Err(JobFailure::new(
+                "the job was ended while it was being submitted",
+            ));
+        }
         inner.bus.changed(job.id);
         match inner.store.job(job.id).await {
             Ok(Some(job)) => Ok(job),
@@ -339,8 +352,17 @@ impl JobRunner {
                 },
             )
             .await;
-        if let Err(e) = stored {
+        if let Err(e) = &stored {
             tracing::error!(job_id = job.id, error = %e, "cannot store the job's outcome");
+        }
+        if matches!(stored, Ok(false)) {
+            // Someone else ended the job (node loss): its status and its unit are theirs.
+            tracing::info!(
+                job_id = job.id,
+                "the job was ended elsewhere; leaving its unit to that"
+            );
+            let _ = tokio::fs::remove_dir_all(&job_dir).await;
+            return;
         }
         self.inner.bus.changed(job.id);
         tracing::info!(job_id = job.id, status = %outcome.status, "job finished");

@@ -70,7 +70,11 @@ impl Scheduler {
             .all_instances()
             .await?
             .into_iter()
-            .filter(|i| i.node_state == NodeState::Ready && i.enabled)
+            // A node that left the mesh is not chosen even before discovery marks it
+            // unavailable: a job placed there would only fail.
+            .filter(|i| {
+                i.node_state == NodeState::Ready && i.enabled && i.unroutable_since.is_none()
+            })
             .map(|i| {
                 let load = loads.get(&i.hostname).copied().unwrap_or_default();
                 NodeView {

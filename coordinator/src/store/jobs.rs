@@ -612,6 +612,18 @@ impl Store {
             .collect()
     }
 
+    /// The counter and type of the job's newest stored event, if any.
+    pub async fn last_event(&self, id: i64) -> Result<Option<(i64, String)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT counter, event FROM job_events WHERE job_id = $1 ORDER BY counter DESC LIMIT 1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok((r.try_get("counter")?, r.try_get("event")?)))
+            .transpose()
+    }
+
     /// Number of events stored for a job.
     pub async fn event_count(&self, id: i64) -> Result<i64, StoreError> {
         Ok(

@@ -214,6 +214,7 @@ impl Mesh {
             receptor: None,
             conf: files.receptor_conf.clone(),
             starts: 0,
+            cgroup: None,
         });
         let mut cmd = Command::new(env::bin("meshrun-coordinator"));
         cmd.arg("serve")
