@@ -49,6 +49,9 @@ pub struct CoordinatorConfig {
     /// What happens to jobs whose node is lost, rebooted or silent.
     #[serde(default)]
     pub node_loss: NodeLossSettings,
+    /// The reaper of work units no job needs any more.
+    #[serde(default)]
+    pub reaper: ReaperSettings,
 }
 
 /// Lost, rebooted and silent execution nodes (see `node_loss`).
@@ -93,6 +96,35 @@ impl Default for NodeLossSettings {
             period_secs: default_node_loss_period(),
         }
     }
+}
+
+/// The reaper: how often it reconciles receptor's `work list` with the store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReaperSettings {
+    /// Seconds between two passes (one also runs at start).
+    #[serde(default = "default_reaper_interval")]
+    pub interval_secs: f64,
+    /// Seconds a remote unit's release may stay pending (its node cannot be told) before the
+    /// reaper force-releases it, deleting the control node's copy and its secrets.
+    #[serde(default = "default_force_release_after")]
+    pub force_release_after_secs: f64,
+}
+
+impl Default for ReaperSettings {
+    fn default() -> Self {
+        ReaperSettings {
+            interval_secs: default_reaper_interval(),
+            force_release_after_secs: default_force_release_after(),
+        }
+    }
+}
+
+fn default_reaper_interval() -> f64 {
+    60.0
+}
+fn default_force_release_after() -> f64 {
+    600.0
 }
 
 /// Projects and project updates.
@@ -293,6 +325,12 @@ impl CoordinatorConfig {
                 "discovery.health_check_timeout_secs",
                 d.health_check_timeout_secs,
                 1.0,
+            ),
+            ("reaper.interval_secs", self.reaper.interval_secs, 0.5),
+            (
+                "reaper.force_release_after_secs",
+                self.reaper.force_release_after_secs,
+                0.0,
             ),
         ] {
             if !(v.is_finite() && v >= min) {

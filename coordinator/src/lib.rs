@@ -16,6 +16,8 @@
 //! - [`projects`]: content-addressed project archives, checked on upload.
 //! - [`metrics`]: counters the loops update and `/metrics` renders.
 //! - [`mesh`]: what the control node's receptor `status` says about nodes and routes.
+//! - [`reaper`]: releases work units no active job needs (ended jobs', unknown jobs', ended
+//!   health checks').
 //! - [`runner`]: runs one job through receptor: payload, crash-safe submit, results, release.
 //! - [`api`]: the HTTP API (AWX-shaped JSON under `/api/v2/`).
 //! - [`events_bus`]: tells live followers that a job changed.
@@ -37,6 +39,7 @@ pub mod metrics;
 pub mod node_loss;
 pub mod project_archive;
 pub mod projects;
+pub mod reaper;
 pub mod runner;
 pub mod scheduler;
 pub mod scm_url;

@@ -35,4 +35,21 @@ pub struct Metrics {
     pub health_check: DurationStat,
     /// Health checks that found the node unhealthy or could not run.
     pub health_check_failures: AtomicU64,
+    /// Units the reaper released, by why.
+    pub reaper: ReaperCounters,
+}
+
+/// Units the reaper released, by why (each counted once, when receptor confirmed it).
+#[derive(Debug, Default)]
+pub struct ReaperCounters {
+    /// Units of jobs that had ended but were never released.
+    pub ended_job: AtomicU64,
+    /// Units tagged with a job id the store does not have.
+    pub unknown_job: AtomicU64,
+    /// Finished health-check units (and finished `local` units no job recorded).
+    pub health_check: AtomicU64,
+    /// Of the above, those that needed a force-release (their node could not be told).
+    pub forced: AtomicU64,
+    /// Reaper passes that could not read `work list` or the store.
+    pub failures: AtomicU64,
 }

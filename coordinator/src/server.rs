@@ -154,6 +154,14 @@ async fn serve(config: CoordinatorConfig, shutdown: CancellationToken) -> Result
             shutdown: shutdown.clone(),
         },
     );
+    let reaper_task = crate::reaper::start(
+        &config,
+        crate::reaper::ReaperDeps {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            shutdown: shutdown.clone(),
+        },
+    );
     let state = AppState {
         store: store.clone(),
         projects,
@@ -188,6 +196,7 @@ async fn serve(config: CoordinatorConfig, shutdown: CancellationToken) -> Result
     let _ = discovery_task.await;
     let _ = health_task.await;
     let _ = node_loss_task.await;
+    let _ = reaper_task.await;
     store.close().await;
     Ok(())
 }

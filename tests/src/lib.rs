@@ -6,7 +6,8 @@
 //! - [`env`]: where the binaries, receptor and the venv are (from `MESHRUN_*` variables set by
 //!   the Makefile, else the repository's `.tools/` and `.venv/`).
 //! - [`stream`]: decoding ansible-runner streams in assertions.
-//! - [`procs`]: child processes that are always stopped (only those this harness started).
+//! - [`procs`]: child processes that are always stopped (only those this harness started), and
+//!   finding what a job left running.
 //! - [`netns`]: network namespaces for nodes, joined to the root namespace by veth pairs.
 //! - [`link_proxy`]: a TCP proxy per link that can add latency or cut the link.
 //! - [`mesh`]: a builder for meshes of control, hop and execution nodes, and a running coordinator.

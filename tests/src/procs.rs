@@ -118,3 +118,30 @@ pub fn descendants(pid: i32) -> Vec<i32> {
     }
     out
 }
+
+/// Every live process whose environment holds `key=value` (e.g. `MESHRUN_UNIT_ID=<unit>`,
+/// which the agent gives a job's runner and so every process the job starts, on the host or
+/// in its container), with its command line. Processes whose environment cannot be read are
+/// skipped.
+pub fn with_env(key: &str, value: &str) -> Vec<(i32, String)> {
+    let wanted = format!("{key}={value}");
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(format!("/proc/{p}/environ")) else {
+            continue;
+        };
+        if env.split(|b| *b == 0).any(|kv| kv == wanted.as_bytes()) {
+            let cmdline = std::fs::read(format!("/proc/{p}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+                .unwrap_or_default();
+            // A zombie (or a process gone meanwhile) has an empty command line: not left over.
+            if !cmdline.trim().is_empty() {
+                out.push((p, cmdline.trim().to_string()));
+            }
+        }
+    }
+    out
+}

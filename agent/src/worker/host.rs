@@ -58,6 +58,8 @@ pub async fn run_job(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    // ansible runs in its own session: only as its subreaper can a cancel find it again.
+    super::orphans::become_subreaper();
     let child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -70,7 +72,8 @@ pub async fn run_job(
     supervise(child, settings.worker.max_line_bytes, &mut SignalCancel).await
 }
 
-/// Host mode cancels by passing SIGINT on (ansible-runner reports `canceled`), then kills.
+/// Host mode cancels by passing SIGINT on (ansible-runner reports `canceled`), then kills; once
+/// the runner has exited, what it left running is stopped too.
 struct SignalCancel;
 
 impl Canceller for SignalCancel {
@@ -86,6 +89,12 @@ impl Canceller for SignalCancel {
 
     fn grace(&self) -> Duration {
         CANCEL_GRACE
+    }
+
+    fn after_exit(&mut self, canceled: bool) {
+        if canceled {
+            super::orphans::stop_all();
+        }
     }
 }
 

@@ -10,6 +10,7 @@ mod container_policy;
 mod host;
 mod job_kwargs;
 mod leftovers;
+mod orphans;
 pub mod params;
 mod podman;
 pub mod stream_guard;

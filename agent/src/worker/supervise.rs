@@ -28,6 +28,8 @@ pub trait Canceller {
     fn explain(&self, _status: &ExitStatus) -> Option<String> {
         None
     }
+    /// Called once the worker has exited: a canceled job's leftovers are stopped here.
+    fn after_exit(&mut self, _canceled: bool) {}
 }
 
 /// Runs `child` to its end and returns the unit's exit code.
@@ -87,6 +89,7 @@ pub async fn supervise(
         }
     }
     let status = child.wait().await;
+    canceller.after_exit(canceled);
     let stderr_tail = stderr_task.await.unwrap_or_default();
     let ending = if canceled {
         Ending::Canceled

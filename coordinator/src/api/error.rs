@@ -29,6 +29,15 @@ impl ApiError {
         }
     }
 
+    /// 405 with `detail` (AWX's answer to an action the object's state does not allow, such as
+    /// canceling a job that already ended).
+    pub fn method_not_allowed(detail: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            detail: detail.into(),
+        }
+    }
+
     /// 409 with `detail`.
     pub fn conflict(detail: impl Into<String>) -> Self {
         ApiError {

@@ -1,7 +1,7 @@
 //! Jobs: create, list, detail, events, stdout, and a live event stream (SSE).
 //!
 //! Every kind of work (playbook jobs, ad hoc commands, inventory and project updates) is a job
-//! row; `routes_for` gives each kind the same detail, events, stdout, artifacts and stream
+//! row; `routes_for` gives each kind the same detail, events, stdout, artifacts, cancel and stream
 //! endpoints under its own collection, and a row is only found under its own kind's collection.
 
 use std::convert::Infallible;
@@ -352,6 +352,11 @@ pub fn routes_for(kind: JobKind) -> axum::Router<AppState> {
                     stdout(s, p, q, kind)
                 },
             ),
+        )
+        .route(
+            &format!("{base}/cancel/"),
+            get(move |s: State<AppState>, p: Path<i64>| super::cancel::can_cancel(s, p, kind))
+                .post(move |s: State<AppState>, p: Path<i64>| super::cancel::cancel(s, p, kind)),
         )
         .route(
             &format!("{base}/artifacts/"),

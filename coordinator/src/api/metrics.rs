@@ -193,6 +193,45 @@ pub fn render(node_id: &str, nodes: &[NodeFigures], m: &Metrics) -> String {
         "meshrun_health_check_failures_total {}",
         m.health_check_failures.load(Ordering::Relaxed)
     );
+    header(
+        &mut out,
+        "meshrun_reaper_released_units_total",
+        "counter",
+        "Work units the reaper released, by reason.",
+    );
+    for (reason, n) in [
+        ("ended_job", &m.reaper.ended_job),
+        ("unknown_job", &m.reaper.unknown_job),
+        ("health_check", &m.reaper.health_check),
+    ] {
+        let _ = writeln!(
+            out,
+            "meshrun_reaper_released_units_total{{reason=\"{reason}\"}} {}",
+            n.load(Ordering::Relaxed)
+        );
+    }
+    header(
+        &mut out,
+        "meshrun_reaper_force_released_units_total",
+        "counter",
+        "Released units that needed a force-release because their node could not be told.",
+    );
+    let _ = writeln!(
+        out,
+        "meshrun_reaper_force_released_units_total {}",
+        m.reaper.forced.load(Ordering::Relaxed)
+    );
+    header(
+        &mut out,
+        "meshrun_reaper_failures_total",
+        "counter",
+        "Reaper passes that could not read the work list or the store.",
+    );
+    let _ = writeln!(
+        out,
+        "meshrun_reaper_failures_total {}",
+        m.reaper.failures.load(Ordering::Relaxed)
+    );
     out
 }
 

@@ -2,6 +2,7 @@
 //! errors as `{"detail": "..."}` with 400/404/409/500; plus Prometheus text at `/metrics`.
 
 mod ad_hoc_commands;
+mod cancel;
 mod error;
 mod instance_groups;
 mod instances;

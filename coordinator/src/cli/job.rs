@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use clap::{Args, Subcommand};
@@ -29,6 +29,14 @@ pub enum JobCommand {
     Stdout {
         /// Job id.
         id: i64,
+    },
+    /// Cancel a job (a pending one ends at once; a running one once its unit has stopped).
+    Cancel {
+        /// Job id.
+        id: i64,
+        /// Wait until the job has ended (up to this many seconds); exit 0 only if `canceled`.
+        #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "60")]
+        wait: Option<u64>,
     },
     /// Follow a job's live output until it ends.
     Follow {
@@ -156,6 +164,9 @@ pub async fn run(url: &str, cmd: JobCommand) -> anyhow::Result<ExitCode> {
                 );
             }
             Ok(ExitCode::SUCCESS)
+        }
+        JobCommand::Cancel { id, wait } => {
+            super::cancel::cancel(&client, "jobs", id, wait.map(Duration::from_secs)).await
         }
         JobCommand::Follow { id } => {
             let first = follow(&client, "jobs", id, Instant::now()).await?;

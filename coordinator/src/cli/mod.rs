@@ -3,6 +3,7 @@
 //! `ansible-runner transmit|process`.
 
 mod adhoc;
+mod cancel;
 mod client;
 mod codec;
 mod follow;

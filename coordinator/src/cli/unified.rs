@@ -1,15 +1,18 @@
 //! `meshrun jobs`: every kind of work (playbook jobs, ad hoc commands, inventory and project
-//! updates) in one table, newest first.
+//! updates) in one table, newest first; `meshrun jobs cancel ID` cancels one of any kind.
 
 use std::process::ExitCode;
 
-use clap::Args;
+use clap::{Args, Subcommand};
 
 use super::client::Client;
 
 /// `meshrun jobs` options.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct JobsArgs {
+    #[command(subcommand)]
+    action: Option<JobsAction>,
     /// Only this status.
     #[arg(long)]
     status: Option<String>,
@@ -24,9 +27,27 @@ pub struct JobsArgs {
     json: bool,
 }
 
-/// Lists unified jobs.
+/// What `meshrun jobs` does besides listing.
+#[derive(Debug, Subcommand)]
+enum JobsAction {
+    /// Cancel a job of any kind, found by its id.
+    Cancel {
+        /// Job id.
+        id: i64,
+        /// Wait until the job has ended (up to this many seconds); exit 0 only if `canceled`.
+        #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "60")]
+        wait: Option<u64>,
+    },
+}
+
+/// Lists unified jobs (or cancels one).
 pub async fn run(url: &str, args: JobsArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(url);
+    if let Some(JobsAction::Cancel { id, wait }) = args.action {
+        let collection = super::cancel::collection_of(&client, id).await?;
+        let wait = wait.map(std::time::Duration::from_secs);
+        return super::cancel::cancel(&client, collection, id, wait).await;
+    }
     let mut path = format!(
         "/api/v2/unified_jobs/?page_size={}",
         args.limit.clamp(1, 200)

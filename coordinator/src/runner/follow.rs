@@ -151,6 +151,7 @@ pub async fn follow(
     let mut reconnects = 0;
     let mut buf = vec![0u8; 64 * 1024];
     let mut status_client: Option<ControlClient> = None;
+    let mut cancel_watch = super::cancel::CancelWatch::default();
     'connect: loop {
         let mut results = match runner.connect().await {
             Ok(c) => match c.work_results(unit, base + read_total).await {
@@ -213,7 +214,12 @@ pub async fn follow(
                     }
                     if let Some(c) = status_client.as_mut() {
                         match c.work_status(unit).await {
-                            Ok(st) if st.state == UnitState::Canceled && base + read_total >= st.stdout_size => break 'connect,
+                            Ok(st) if st.state == UnitState::Canceled => {
+                                if base + read_total >= st.stdout_size || cancel_watch.tail_overdue() {
+                                    break 'connect;
+                                }
+                            }
+                            Ok(st) if !st.state.is_final() => cancel_watch.poll(runner, job.id, unit).await,
                             Ok(_) => {}
                             Err(_) => status_client = None,
                         }

@@ -7,6 +7,7 @@
 //! to, set the final status and release the unit.
 
 mod after;
+pub mod cancel;
 pub mod failpoint;
 mod follow;
 pub mod outcome;
@@ -337,6 +338,7 @@ impl JobRunner {
                 None,
             ),
         };
+        let outcome = outcome::apply_cancel_flag(outcome, cancel_flag);
         let stored = self
             .inner
             .store
@@ -420,7 +422,26 @@ impl JobRunner {
     }
 
     async fn fail(&self, job: &Job, failure: JobFailure) {
-        tracing::warn!(job_id = job.id, explanation = %failure.explanation, "job failed before running");
+        // A job whose cancel was requested meanwhile ends `canceled`: the failure is most
+        // likely the cancel itself (e.g. its unit stopped while the payload was streamed).
+        let canceled = self
+            .inner
+            .store
+            .cancel_requested(job.id)
+            .await
+            .unwrap_or(false);
+        let (status, explanation) = if canceled {
+            (
+                JobStatus::Canceled,
+                format!(
+                    "{} (before it ran: {})",
+                    outcome::CANCELED_ON_REQUEST,
+                    failure.explanation
+                ),
+            )
+        } else {
+            (JobStatus::Error, failure.explanation.clone())
+        };
         let res = self
             .inner
             .store
@@ -431,16 +452,25 @@ impl JobRunner {
                     JobStatus::Waiting,
                     JobStatus::Submitting,
                 ],
-                JobStatus::Error,
+                status,
                 &StatusChange {
-                    job_explanation: Some(&failure.explanation),
+                    job_explanation: Some(&explanation),
                     result_traceback: Some(&failure.traceback),
                     ..StatusChange::default()
                 },
             )
             .await;
-        if let Err(e) = res {
-            tracing::error!(job_id = job.id, error = %e, "cannot store the job's failure");
+        match res {
+            Ok(true) => {
+                tracing::warn!(job_id = job.id, %status, explanation = %failure.explanation, "job ended before running");
+            }
+            // Already ended elsewhere (e.g. canceled while waiting): nothing to record.
+            Ok(false) => {
+                tracing::info!(job_id = job.id, explanation = %failure.explanation, "job not run: it had already ended");
+            }
+            Err(e) => {
+                tracing::error!(job_id = job.id, error = %e, "cannot store the job's failure")
+            }
         }
         if let Ok(Some(j)) = self.inner.store.job(job.id).await
             && let Some(unit) = j.work_unit_id

@@ -63,6 +63,29 @@ pub fn decide(end: &StreamEnd, cancel_flag: bool) -> Outcome {
     }
 }
 
+/// `job_explanation` of a job whose cancel ended it.
+pub const CANCELED_ON_REQUEST: &str = "The job was canceled on request.";
+
+/// A job whose cancel flag is set ends `canceled`, unless it had already ended on its own
+/// (`successful` or `failed`) before the cancel reached it: what the worker reported as a
+/// cancel, an error from the unit being stopped, or a stream cut by the stop all mean the
+/// requested cancel took effect.
+pub fn apply_cancel_flag(outcome: Outcome, cancel_flag: bool) -> Outcome {
+    if !cancel_flag || matches!(outcome.status, JobStatus::Successful | JobStatus::Failed) {
+        return outcome;
+    }
+    let explanation = if outcome.status == JobStatus::Canceled && !outcome.explanation.is_empty() {
+        outcome.explanation
+    } else {
+        CANCELED_ON_REQUEST.to_string()
+    };
+    Outcome {
+        status: JobStatus::Canceled,
+        explanation,
+        traceback: outcome.traceback,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,5 +124,22 @@ mod tests {
             decide(&StreamEnd::default(), false).status,
             JobStatus::Error
         );
+    }
+
+    #[test]
+    fn the_cancel_flag_turns_an_interrupted_end_into_canceled() {
+        let flagged = |e: &StreamEnd| apply_cancel_flag(decide(e, true), true).status;
+        assert_eq!(flagged(&end("canceled")), JobStatus::Canceled);
+        assert_eq!(flagged(&end("error")), JobStatus::Canceled);
+        assert_eq!(flagged(&end("timeout")), JobStatus::Failed);
+        assert_eq!(flagged(&StreamEnd::default()), JobStatus::Canceled);
+        // Ended on its own before the cancel reached it.
+        assert_eq!(flagged(&end("successful")), JobStatus::Successful);
+        assert_eq!(flagged(&end("failed")), JobStatus::Failed);
+        // Without the flag nothing changes: a canceled unit is `failed`, as AWX.
+        let o = apply_cancel_flag(decide(&end("canceled"), false), false);
+        assert_eq!(o.status, JobStatus::Failed);
+        let e = apply_cancel_flag(decide(&end("error"), false), false);
+        assert_eq!(e.status, JobStatus::Error);
     }
 }

@@ -4,6 +4,7 @@
 //! writing one job can never silently overwrite each other; events and the byte offset they were
 //! parsed up to are written in one transaction, so a restart resumes exactly after them.
 
+mod cancel;
 mod groups;
 mod instances;
 mod inventories;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+pub use cancel::CancelRequest;
 pub use groups::{GroupChange, InstanceGroup};
 pub use instances::{
     HealthCheckRecord, INSTANCE_ORDER_FIELDS, Instance, InstanceFilter, Link, NewInstance,
