@@ -53,7 +53,7 @@ build:
 	$(CARGO) build --workspace --all-targets
 
 # Fault tests the soak repeats (each run once per loop); other fault test files can be added.
-SOAK_FAULT_TESTS ?= --test node_loss_and_return
+SOAK_FAULT_TESTS ?= --test node_loss_and_return --test node_loss --test cancel_and_reaper --test distance_and_partitions
 ## soak: not part of `make test`: the coordinator-restart scenarios $(SOAK_RUNS) times each
 ## (default 20; prints events lost/duplicated, goal 0/0), then the fault tests $(SOAK_LOOPS) times
 soak: build venv receptor
