@@ -96,6 +96,29 @@ fn items_seen(mesh: &Mesh, id: i64) -> usize {
         .count()
 }
 
+/// Waits until job `id` has returned `n` loop items; a job that ends first, or a timeout, fails
+/// the test with the job and the coordinator's log.
+fn wait_items(mesh: &Mesh, id: i64, n: usize) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if items_seen(mesh, id) >= n {
+            return;
+        }
+        let job = api::job(mesh, id);
+        let ended = matches!(
+            job["status"].as_str(),
+            Some("successful" | "failed" | "error" | "canceled")
+        );
+        assert!(
+            !ended && Instant::now() < deadline,
+            "job {id} did not return {n} items ({}):\n{job:#}\n--- coordinator log\n{}",
+            if ended { "it ended" } else { "timed out" },
+            mesh.coordinator_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Job `id` ended `successful` on exec, with every event exactly once (counters 1..=n,
 /// distinct uuids, one per loop item) and every item once in its stdout; nothing is left on
 /// either end. Returns the job.
@@ -232,9 +255,7 @@ fn short_cut_mid_run(how: Cut) {
     let mesh = far_mesh("", Duration::ZERO);
     let sha = project(&mesh, &[("slow.yml", slow_playbook(ITEMS))]);
     let id = submit(&mesh, &sha, "slow.yml");
-    eventually("a few items to come back", PATIENCE, || {
-        (items_seen(&mesh, id) >= 4).then_some(())
-    });
+    wait_items(&mesh, id, 4);
     let link = mesh.link("exec", "hop");
     let connections = link.forwarded();
     let at_cut = items_seen(&mesh, id);
@@ -296,9 +317,7 @@ fn a_hop_link_cut_for_a_minute_is_node_loss() {
     let mesh = far_mesh(&extra, Duration::ZERO);
     let sha = project(&mesh, &[("slow.yml", slow_playbook(150))]);
     let id = submit(&mesh, &sha, "slow.yml");
-    eventually("a few items to come back", PATIENCE, || {
-        (items_seen(&mesh, id) >= 3).then_some(())
-    });
+    wait_items(&mesh, id, 3);
     let link = mesh.link("exec", "hop");
     link.cut(Cut::Blackhole);
     let cut = Instant::now();
