@@ -52,6 +52,25 @@ pub struct CoordinatorConfig {
     /// The reaper of work units no job needs any more.
     #[serde(default)]
     pub reaper: ReaperSettings,
+    /// The HTTP API's own settings.
+    #[serde(default)]
+    pub api: ApiSettings,
+}
+
+/// The HTTP API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSettings {
+    /// Require a bearer token on every route but `/api/v2/ping/`. On unless the config says
+    /// `auth = false`, which the coordinator warns about at start.
+    #[serde(default = "default_true")]
+    pub auth: bool,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings { auth: true }
+    }
 }
 
 /// Lost, rebooted and silent execution nodes (see `node_loss`).
@@ -422,6 +441,9 @@ mod tests {
         let c = parse("api_listen = \"127.0.0.1:9999\"\ndatabase = \"/x/db\"\n").unwrap();
         assert_eq!(c.api_listen.port(), 9999);
         assert_eq!(c.submit_ttl, "60s");
+        assert!(c.api.auth, "API auth is on by default");
+        let off = parse("[api]\nauth = false\n").unwrap();
+        assert!(!off.api.auth);
     }
 
     #[test]

@@ -175,7 +175,14 @@ async fn serve(config: CoordinatorConfig, shutdown: CancellationToken) -> Result
             &config.ad_hoc_commands,
         )),
         allow_file_scm_urls: config.projects.allow_file_urls,
+        api_auth: config.api.auth,
     };
+    if !config.api.auth {
+        tracing::warn!(
+            "API authentication is OFF ([api] auth = false): anyone who can reach {} can run jobs",
+            config.api_listen
+        );
+    }
     let listener = tokio::net::TcpListener::bind(config.api_listen)
         .await
         .map_err(|source| ServeError::Api {

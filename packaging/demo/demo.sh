@@ -90,6 +90,9 @@ database = "$work/control/meshrun.db"
 data_dir = "$work/control/coordinator"
 receptor_socket = "$work/control/receptor.sock"
 TOML
+# The API needs a bearer token; make an admin token for this demo's store.
+MESHRUN_TOKEN=$("$bin/meshrun-coordinator" admin token create --config "$work/control/coordinator.toml" --name demo 2> "$work/control/token.log")
+export MESHRUN_TOKEN
 "$bin/meshrun-coordinator" serve --config "$work/control/coordinator.toml" > "$work/control/coordinator.log" 2>&1 &
 pids+=($!)
 echo "started meshrun-coordinator (pid $!, API http://127.0.0.1:$api_port)"

@@ -3,7 +3,7 @@
 #   control (meshrun-coordinator, which runs the control node's receptor itself, listening)
 #     <- hop (meshrun-agent run, dials control, listens) <- exec1, exec2 (meshrun-agent run, podman)
 # — with every config, socket, key, log and database under <repo>/.meshrun/ (git-ignored).
-# Writes .meshrun/demo.env (MESHRUN_URL, PATH) for the meshrun CLI. Every process it starts is
+# Writes .meshrun/demo.env (MESHRUN_URL, MESHRUN_TOKEN, PATH; mode 0600) for the meshrun CLI. Every process it starts is
 # recorded in .meshrun/pids; `make mesh-down` stops exactly those.
 #
 # Idempotent: a node whose recorded process still runs (same PID, same command line) is left
@@ -201,6 +201,13 @@ all_receptors_recorded() {
 }
 
 write_configs
+# The API needs a bearer token: make an admin token once (kept 0600 beside the database).
+if [ ! -s "$mesh/control/api-token" ]; then
+  (umask 077; "$bin/meshrun-coordinator" admin token create --config "$mesh/control/coordinator.toml" \
+    --name mesh-up > "$mesh/control/api-token.tmp")
+  mv "$mesh/control/api-token.tmp" "$mesh/control/api-token"
+fi
+api_token=$(cat "$mesh/control/api-token")
 start control
 # The first start makes the work-signing key pair that the execution nodes verify with.
 wait_for "the coordinator's API at $api" 120 api_up
@@ -219,6 +226,7 @@ wait_for "every node's receptor PID" 30 all_receptors_recorded
   cat <<ENV
 # The demo mesh started by \`make mesh-up\` (stop it with \`make mesh-down\`).
 export MESHRUN_URL=$api
+export MESHRUN_TOKEN=$api_token
 export PATH="$bin:\$PATH"
 MESHRUN_MESH_DIR=$mesh
 MESHRUN_API_URL=$api
@@ -230,7 +238,8 @@ ENV
     echo "${up}_PID=$(running_pid "$name")"
     echo "${up}_RECEPTOR_PID=$(receptor_pid "$name")"
   done
-} | write_if_changed "$mesh/demo.env"
+} | (umask 077; write_if_changed "$mesh/demo.env")
+chmod 600 "$mesh/demo.env"
 
 cat <<EOF
 

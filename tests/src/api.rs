@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use reqwest::blocking::Client;
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 
 use crate::mesh::Mesh;
@@ -21,11 +22,43 @@ fn answer(what: &str, r: reqwest::Result<reqwest::blocking::Response>) -> (Statu
     (status, body)
 }
 
+/// An HTTP client that sends `token` as its bearer token on every request.
+pub fn client_with(token: &str) -> Client {
+    let mut headers = HeaderMap::new();
+    let mut value =
+        HeaderValue::from_str(&format!("Bearer {token}")).expect("a token is header-safe");
+    value.set_sensitive(true);
+    headers.insert(AUTHORIZATION, value);
+    Client::builder()
+        .default_headers(headers)
+        .timeout(None)
+        .build()
+        .expect("http client")
+}
+
+/// An HTTP client that sends the mesh's admin token on every request.
+pub fn client(mesh: &Mesh) -> Client {
+    client_with(mesh.token())
+}
+
+/// `GET path` as text, with its status.
+pub fn get_text(mesh: &Mesh, path: &str) -> (StatusCode, String) {
+    let r = client(mesh)
+        .get(format!("{}{path}", mesh.api()))
+        .send()
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let status = r.status();
+    (
+        status,
+        r.text().unwrap_or_else(|e| panic!("GET {path}: body: {e}")),
+    )
+}
+
 /// `GET path`, with its status.
 pub fn get(mesh: &Mesh, path: &str) -> (StatusCode, Value) {
     answer(
         &format!("GET {path}"),
-        Client::new().get(format!("{}{path}", mesh.api())).send(),
+        client(mesh).get(format!("{}{path}", mesh.api())).send(),
     )
 }
 
@@ -33,7 +66,7 @@ pub fn get(mesh: &Mesh, path: &str) -> (StatusCode, Value) {
 pub fn post(mesh: &Mesh, path: &str, body: &Value) -> (StatusCode, Value) {
     answer(
         &format!("POST {path}"),
-        Client::new()
+        client(mesh)
             .post(format!("{}{path}", mesh.api()))
             .json(body)
             .send(),
@@ -44,7 +77,7 @@ pub fn post(mesh: &Mesh, path: &str, body: &Value) -> (StatusCode, Value) {
 pub fn patch(mesh: &Mesh, path: &str, body: &Value) -> (StatusCode, Value) {
     answer(
         &format!("PATCH {path}"),
-        Client::new()
+        client(mesh)
             .patch(format!("{}{path}", mesh.api()))
             .json(body)
             .send(),
@@ -55,7 +88,7 @@ pub fn patch(mesh: &Mesh, path: &str, body: &Value) -> (StatusCode, Value) {
 pub fn upload_archive(mesh: &Mesh, bytes: Vec<u8>) -> (StatusCode, Value) {
     answer(
         "POST /api/v2/project_archives/",
-        Client::new()
+        client(mesh)
             .post(format!("{}/api/v2/project_archives/", mesh.api()))
             .header(reqwest::header::CONTENT_TYPE, "application/zstd")
             .body(bytes)
@@ -135,12 +168,9 @@ pub fn wait_job_end(mesh: &Mesh, id: i64) -> Value {
 
 /// The job's plain-text output.
 pub fn job_stdout(mesh: &Mesh, id: i64) -> String {
-    reqwest::blocking::get(format!(
-        "{}/api/v2/jobs/{id}/stdout/?format=txt",
-        mesh.api()
-    ))
-    .and_then(|r| r.text())
-    .unwrap_or_else(|e| panic!("stdout of job {id}: {e}"))
+    let (status, text) = get_text(mesh, &format!("/api/v2/jobs/{id}/stdout/?format=txt"));
+    assert_eq!(status, StatusCode::OK, "stdout of job {id}: {text}");
+    text
 }
 
 /// The instance `hostname` as the API shows it, if it is registered.

@@ -187,12 +187,35 @@ impl Node {
     }
 }
 
+/// Makes an API token of `role` (`admin` or `read-only`) in the store of the coordinator
+/// configured by `config` with `meshrun-coordinator admin token create`; returns its text.
+pub fn create_api_token(config: &Path, role: &str) -> String {
+    let out = Command::new(env::bin("meshrun-coordinator"))
+        .args([
+            "admin", "token", "create", "--name", "harness", "--role", role,
+        ])
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("meshrun-coordinator admin token create");
+    assert!(
+        out.status.success(),
+        "admin token create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(token.starts_with("mrt_"), "not a token: {token:?}");
+    token
+}
+
 /// A mesh of nodes and maybe a coordinator; everything stops when it is dropped.
 pub struct Mesh {
     /// Nodes by name.
     pub nodes: BTreeMap<String, Node>,
     coordinator: Option<Proc>,
     api: Option<String>,
+    /// The admin API token made for the coordinator before it started.
+    token: Option<String>,
     managed: Vec<managed_control::ControlFiles>,
     database: Option<PathBuf>,
     coordinator_node: Option<String>,
@@ -252,6 +275,7 @@ impl Mesh {
             nodes: BTreeMap::new(),
             coordinator: None,
             api: None,
+            token: None,
             managed: Vec::new(),
             database: None,
             coordinator_node: None,
@@ -454,6 +478,7 @@ impl Mesh {
         .expect("coordinator.toml");
         self.database = Some(dir.join("meshrun.db"));
         self.coordinator_node = Some(node.to_string());
+        self.token = Some(create_api_token(&config, "admin"));
         let mut cmd = Command::new(env::bin("meshrun-coordinator"));
         cmd.arg("serve").arg("--config").arg(&config);
         self.coordinator = Some(Proc::spawn(
@@ -475,9 +500,16 @@ impl Mesh {
         self.api.as_deref().expect("coordinator not started")
     }
 
+    /// The admin API token of the coordinator (made before it started).
+    pub fn token(&self) -> &str {
+        self.token.as_deref().expect("coordinator not started")
+    }
+
     /// GET a JSON document from the API.
     pub fn get(&self, path: &str) -> Value {
-        reqwest::blocking::get(format!("{}{path}", self.api()))
+        crate::api::client(self)
+            .get(format!("{}{path}", self.api()))
+            .send()
             .and_then(|r| r.json())
             .unwrap_or_else(|e| panic!("GET {path}: {e}"))
     }
@@ -487,6 +519,7 @@ impl Mesh {
         Command::new(env::bin("meshrun"))
             .args(args)
             .env("MESHRUN_URL", self.api())
+            .env("MESHRUN_TOKEN", self.token())
             .output()
             .expect("meshrun")
     }

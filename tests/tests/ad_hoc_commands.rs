@@ -83,13 +83,15 @@ fn plain(text: &str) -> String {
 
 /// The stored output, without colours.
 fn stdout(mesh: &Mesh, id: i64) -> String {
-    let text = reqwest::blocking::get(format!(
-        "{}/api/v2/ad_hoc_commands/{id}/stdout/?format=txt",
-        mesh.api()
-    ))
-    .and_then(|r| r.error_for_status())
-    .and_then(|r| r.text())
-    .unwrap_or_else(|e| panic!("stdout of ad hoc command {id}: {e}"));
+    let text = meshrun_tests::api::client(mesh)
+        .get(format!(
+            "{}/api/v2/ad_hoc_commands/{id}/stdout/?format=txt",
+            mesh.api()
+        ))
+        .send()
+        .and_then(|r| r.error_for_status())
+        .and_then(|r| r.text())
+        .unwrap_or_else(|e| panic!("stdout of ad hoc command {id}: {e}"));
     plain(&text)
 }
 

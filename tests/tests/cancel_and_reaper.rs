@@ -392,9 +392,7 @@ fn remote_id(mesh: &Mesh, unit: &str) -> String {
 
 /// `name{labels} value` from the coordinator's /metrics.
 fn metric(mesh: &Mesh, series: &str) -> f64 {
-    let text = reqwest::blocking::get(format!("{}/metrics", mesh.api()))
-        .and_then(|r| r.text())
-        .expect("GET /metrics");
+    let (_, text) = meshrun_tests::api::get_text(mesh, "/metrics");
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
         .unwrap_or_else(|| panic!("no {series} in\n{text}"))

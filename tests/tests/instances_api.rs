@@ -15,7 +15,6 @@ use meshrun_shared::node_type::NodeType;
 use meshrun_tests::mesh::Mesh;
 use meshrun_tests::wait::eventually;
 use reqwest::StatusCode;
-use reqwest::blocking::Client;
 use serde_json::{Value, json};
 
 const GIB: i64 = 1 << 30;
@@ -98,14 +97,16 @@ fn seed_ghosts(db: &Db) -> (i64, i64, i64) {
 }
 
 fn get(mesh: &Mesh, path: &str) -> (StatusCode, Value) {
-    let r = reqwest::blocking::get(format!("{}{path}", mesh.api()))
+    let r = meshrun_tests::api::client(mesh)
+        .get(format!("{}{path}", mesh.api()))
+        .send()
         .unwrap_or_else(|e| panic!("GET {path}: {e}"));
     let status = r.status();
     (status, r.json().unwrap_or(Value::Null))
 }
 
 fn patch(mesh: &Mesh, id: i64, body: &Value) -> (StatusCode, Value) {
-    let r = Client::new()
+    let r = meshrun_tests::api::client(mesh)
         .patch(format!("{}/api/v2/instances/{id}/", mesh.api()))
         .json(body)
         .send()
@@ -115,7 +116,7 @@ fn patch(mesh: &Mesh, id: i64, body: &Value) -> (StatusCode, Value) {
 }
 
 fn post_health_check(mesh: &Mesh, id: i64) -> (StatusCode, Value) {
-    let r = Client::new()
+    let r = meshrun_tests::api::client(mesh)
         .post(format!(
             "{}/api/v2/instances/{id}/health_check/",
             mesh.api()
@@ -472,7 +473,10 @@ fn mesh_metrics_and_the_cli_show_the_seeded_nodes() {
         "{vis:#}"
     );
 
-    let r = reqwest::blocking::get(format!("{}/metrics", mesh.api())).expect("metrics");
+    let r = meshrun_tests::api::client(&mesh)
+        .get(format!("{}/metrics", mesh.api()))
+        .send()
+        .expect("metrics");
     assert_eq!(r.status(), StatusCode::OK);
     let ctype = r.headers()[reqwest::header::CONTENT_TYPE]
         .to_str()

@@ -112,12 +112,11 @@ fn host_names(mesh: &Mesh, inventory: i64) -> Vec<String> {
 }
 
 fn update_stdout(mesh: &Mesh, id: &Value) -> String {
-    reqwest::blocking::get(format!(
-        "{}/api/v2/inventory_updates/{id}/stdout/?format=txt",
-        mesh.api()
-    ))
-    .and_then(|r| r.text())
-    .unwrap_or_default()
+    meshrun_tests::api::get_text(
+        mesh,
+        &format!("/api/v2/inventory_updates/{id}/stdout/?format=txt"),
+    )
+    .1
 }
 
 /// The script's hosts arrive, then a job naming the inventory runs against them.

@@ -89,13 +89,13 @@ fn a_job_runs_through_the_hop_and_reports_where_it_ran() {
     );
     assert!(events.iter().any(|e| e["event"] == "playbook_on_stats"));
 
-    let text = reqwest::blocking::get(format!("{}/api/v2/jobs/1/stdout/?format=txt", mesh.api()))
-        .and_then(|r| r.text())
-        .expect("stdout");
+    let (_, text) = meshrun_tests::api::get_text(&mesh, "/api/v2/jobs/1/stdout/?format=txt");
     assert!(text.contains("hello from execution node exec2"), "{text}");
 
     // The artifacts are kept as tar + zstd: the worker's rc, status and stdout.
-    let archive = reqwest::blocking::get(format!("{}/api/v2/jobs/1/artifacts/", mesh.api()))
+    let archive = meshrun_tests::api::client(&mesh)
+        .get(format!("{}/api/v2/jobs/1/artifacts/", mesh.api()))
+        .send()
         .and_then(|r| r.error_for_status())
         .and_then(|r| r.bytes())
         .expect("artifacts");

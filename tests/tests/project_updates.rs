@@ -102,12 +102,11 @@ fn update_row(mesh: &Mesh, id: i64) -> Value {
 }
 
 fn update_stdout(mesh: &Mesh, id: i64) -> String {
-    reqwest::blocking::get(format!(
-        "{}/api/v2/project_updates/{id}/stdout/?format=txt",
-        mesh.api()
-    ))
-    .and_then(|r| r.text())
-    .unwrap_or_default()
+    meshrun_tests::api::get_text(
+        mesh,
+        &format!("/api/v2/project_updates/{id}/stdout/?format=txt"),
+    )
+    .1
 }
 
 /// Waits for project update `id` to end and returns it.

@@ -78,6 +78,10 @@ fn inventory_json(inv: &Inventory) -> Value {
         );
         obj.insert("url".into(), json!(base));
         obj.insert(
+            "variables".into(),
+            json!(super::secrets::mask_json_text(&inv.variables)),
+        );
+        obj.insert(
             "has_inventory_sources".into(),
             json!(inv.source_path.is_some()),
         );
@@ -251,7 +255,16 @@ pub async fn hosts(
     let results = rows
         .results
         .iter()
-        .map(|h| serde_json::to_value(h).unwrap_or_else(|_| json!({})))
+        .map(|h| {
+            let mut v = serde_json::to_value(h).unwrap_or_else(|_| json!({}));
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert(
+                    "variables".into(),
+                    json!(super::secrets::mask_json_text(&h.variables)),
+                );
+            }
+            v
+        })
         .collect();
     Ok(Json(Paged::new(
         &format!("/api/v2/inventories/{id}/hosts/"),

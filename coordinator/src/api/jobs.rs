@@ -95,6 +95,12 @@ pub fn job_json(job: &Job) -> Value {
             json!(format!("/api/v2/{}/{}/", job.kind.collection(), job.id)),
         );
         obj.insert("elapsed".into(), json!(elapsed(job)));
+        if let Some(args) = &job.module_args {
+            obj.insert(
+                "module_args".into(),
+                json!(super::secrets::mask_key_values(args)),
+            );
+        }
         obj.insert(
             "failed".into(),
             json!(matches!(job.status, JobStatus::Failed | JobStatus::Error)),
@@ -618,6 +624,30 @@ pub async fn stream(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn job_answers_show_no_extra_vars_inventory_or_secret_module_args() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(&dir.path().join("db"))
+            .await
+            .unwrap();
+        let job = store
+            .create_job(&NewJob {
+                kind: JobKind::AdHocCommand,
+                name: "x".into(),
+                inventory: "h1 ansible_password=inv-s3cret\n".into(),
+                extra_vars: r#"{"db_password": "ev-s3cret"}"#.into(),
+                module_args: Some("name=bob password=arg-s3cret".into()),
+                ..NewJob::default()
+            })
+            .await
+            .unwrap();
+        let shown = job_json(&job).to_string();
+        for secret in ["inv-s3cret", "ev-s3cret", "arg-s3cret"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("name=bob password=$encrypted$"), "{shown}");
+    }
 
     #[test]
     fn playbook_paths_are_checked() {

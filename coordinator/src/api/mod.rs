@@ -1,7 +1,9 @@
 //! The HTTP API, AWX-shaped: JSON under `/api/v2/`, pages of `{count, next, previous, results}`,
 //! errors as `{"detail": "..."}` with 400/404/409/500; plus Prometheus text at `/metrics`.
+//! Every route but `/api/v2/ping/` needs a bearer token (see `auth`).
 
 mod ad_hoc_commands;
+pub mod auth;
 mod cancel;
 mod error;
 mod instance_groups;
@@ -15,6 +17,7 @@ mod page;
 mod ping;
 mod projects;
 mod scm_projects;
+pub mod secrets;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -50,11 +53,17 @@ pub struct AppState {
     pub ad_hoc_modules: std::sync::Arc<crate::ad_hoc_modules::AllowedModules>,
     /// Whether git projects may name `file://` repositories (`[projects] allow_file_urls`).
     pub allow_file_scm_urls: bool,
+    /// Whether requests need a bearer token (`[api] auth`).
+    pub api_auth: bool,
 }
 
 /// The API's routes.
 pub fn router(state: AppState, max_upload_bytes: usize) -> Router {
-    Router::new()
+    let auth = auth::ApiAuth {
+        store: state.store.clone(),
+        enabled: state.api_auth,
+    };
+    let routes = Router::new()
         .route("/api/v2/ping/", get(ping::ping))
         .route(
             "/api/v2/project_archives/",
@@ -114,5 +123,6 @@ pub fn router(state: AppState, max_upload_bytes: usize) -> Router {
             get(mesh_visualizer::mesh_visualizer),
         )
         .route("/metrics", get(metrics::metrics))
-        .with_state(state)
+        .with_state(state);
+    auth::require_tokens(routes, auth)
 }

@@ -81,6 +81,15 @@ pub async fn collection_of(client: &Client, id: i64) -> anyhow::Result<&'static 
         if resp.status().is_success() {
             return Ok(kind.collection());
         }
+        if matches!(resp.status().as_u16(), 401 | 403) {
+            let status = resp.status();
+            let body: serde_json::Value = resp.json().await.unwrap_or_default();
+            let detail = body.get("detail").and_then(|d| d.as_str()).unwrap_or("");
+            bail!(
+                "GET {url}: {status}: {detail}{}",
+                super::client::auth_hint(status)
+            );
+        }
     }
     bail!("no job of any kind with id {id}")
 }

@@ -1,8 +1,43 @@
-//! A small client of the coordinator's API: JSON in, JSON out, `{"detail"}` errors surfaced.
+//! A small client of the coordinator's API: JSON in, JSON out, `{"detail"}` errors surfaced;
+//! every request carries the bearer token given by `--token` / `MESHRUN_TOKEN`.
+
+use std::sync::OnceLock;
 
 use anyhow::{Context, anyhow};
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use reqwest::{Response, StatusCode};
 use serde_json::Value;
+
+/// The token of this process's requests, set once by `main` from `--token` / `MESHRUN_TOKEN`.
+static TOKEN: OnceLock<Option<String>> = OnceLock::new();
+
+/// Sets the bearer token every `Client` made afterwards sends.
+pub fn set_token(token: Option<String>) {
+    let _ = TOKEN.set(token.filter(|t| !t.trim().is_empty()));
+}
+
+/// What to tell a person after a 401 or 403 (empty for other statuses).
+pub fn auth_hint(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::UNAUTHORIZED => {
+            "\nhint: set MESHRUN_TOKEN (or --token) to a token made with \
+             'meshrun-coordinator admin token create'"
+        }
+        StatusCode::FORBIDDEN => "\nhint: this needs an admin token; yours may only read",
+        _ => "",
+    }
+}
+
+fn auth_headers() -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if let Some(Some(token)) = TOKEN.get()
+        && let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+    {
+        value.set_sensitive(true);
+        headers.insert(AUTHORIZATION, value);
+    }
+    headers
+}
 
 /// API client.
 #[derive(Debug, Clone)]
@@ -16,7 +51,10 @@ impl Client {
     pub fn new(base: &str) -> Self {
         Client {
             base: base.trim_end_matches('/').to_string(),
-            http: reqwest::Client::new(),
+            http: reqwest::Client::builder()
+                .default_headers(auth_headers())
+                .build()
+                .unwrap_or_default(),
         }
     }
 
@@ -46,9 +84,10 @@ impl Client {
             .map(str::to_string)
             .unwrap_or(body);
         Err(anyhow!(
-            "{what}: {} {}: {detail}",
+            "{what}: {} {}: {detail}{}",
             status.as_u16(),
-            status.canonical_reason().unwrap_or("")
+            status.canonical_reason().unwrap_or(""),
+            auth_hint(status)
         ))
     }
 

@@ -89,7 +89,11 @@ pub(super) async fn follow(
         ));
         let resp = match client.http().get(&url).send().await {
             Ok(r) if r.status().is_success() => r,
-            Ok(r) => bail!("cannot follow {id}: {}", r.status()),
+            Ok(r) => bail!(
+                "cannot follow {id}: {}{}",
+                r.status(),
+                super::client::auth_hint(r.status())
+            ),
             Err(e) if attempts < 5 => {
                 attempts += 1;
                 spinner.clear();

@@ -303,11 +303,12 @@ async fn request_check(client: &Client, id: i64, hostname: &str) -> anyhow::Resu
             Ok(s)
         }
         _ => bail!(
-            "POST {path}: {}: {}",
+            "POST {path}: {}: {}{}",
             status,
             body.get("detail")
                 .and_then(Value::as_str)
-                .unwrap_or("unexpected answer")
+                .unwrap_or("unexpected answer"),
+            super::client::auth_hint(status)
         ),
     }
 }

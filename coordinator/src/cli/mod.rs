@@ -34,6 +34,9 @@ pub struct Cli {
         global = true
     )]
     pub url: String,
+    /// The API bearer token (make one with `meshrun-coordinator admin token create`).
+    #[arg(long, env = "MESHRUN_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -69,6 +72,7 @@ enum Command {
 /// Runs the CLI.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    client::set_token(cli.token.clone());
     let result = match cli.command {
         Command::Transmit(args) => codec::transmit(&args),
         Command::Process(args) => codec::process(&args),

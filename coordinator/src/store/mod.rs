@@ -4,6 +4,7 @@
 //! writing one job can never silently overwrite each other; events and the byte offset they were
 //! parsed up to are written in one transaction, so a restart resumes exactly after them.
 
+mod api_tokens;
 mod cancel;
 mod groups;
 mod instances;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+pub use api_tokens::{ApiToken, TOKEN_PREFIX, TokenError, TokenRole, token_hash, well_formed};
 pub use cancel::CancelRequest;
 pub use groups::{GroupChange, InstanceGroup};
 pub use instances::{

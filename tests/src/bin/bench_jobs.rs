@@ -740,7 +740,7 @@ fn bench_dispatch(runs: usize, figures: &mut Vec<Figure>) {
         meshrun_coordinator::project_archive::DEFAULT_LEVEL,
     )
     .expect("pack project");
-    let http = reqwest::blocking::Client::new();
+    let http = meshrun_tests::api::client(&mesh);
     let stored: Value = http
         .post(format!("{}/api/v2/project_archives/", mesh.api()))
         .header("content-type", "application/zstd")
@@ -892,12 +892,13 @@ fn percentile(v: &[f64], p: f64) -> f64 {
 
 /// Reads the coordinator's live stream of job `id` until it ends; records each `job_event`
 /// by counter (a counter sent twice is a failure: the stream must be exactly once).
-fn read_sse(api: String, id: i64) -> (Arrivals, std::collections::BTreeMap<i64, String>) {
+fn read_sse(
+    api: String,
+    token: String,
+    id: i64,
+) -> (Arrivals, std::collections::BTreeMap<i64, String>) {
     use std::io::Read;
-    let client = reqwest::blocking::Client::builder()
-        .timeout(None)
-        .build()
-        .expect("http client");
+    let client = meshrun_tests::api::client_with(&token);
     let mut resp = client
         .get(format!("{api}/api/v2/jobs/{id}/events/stream/"))
         .send()
@@ -1093,7 +1094,7 @@ fn bench_event_lag(runs: usize, figures: &mut Vec<Figure>) {
         meshrun_coordinator::project_archive::DEFAULT_LEVEL,
     )
     .expect("pack project");
-    let http = reqwest::blocking::Client::new();
+    let http = meshrun_tests::api::client(&mesh);
     let stored: Value = http
         .post(format!("{}/api/v2/project_archives/", mesh.api()))
         .header("content-type", "application/zstd")
@@ -1127,7 +1128,8 @@ fn bench_event_lag(runs: usize, figures: &mut Vec<Figure>) {
             .expect("POST job");
         let id = job["id"].as_i64().expect("job id");
         let api = mesh.api().to_string();
-        let sse = std::thread::spawn(move || read_sse(api, id));
+        let token = mesh.token().to_string();
+        let sse = std::thread::spawn(move || read_sse(api, token, id));
         let unit = eventually("the job's work unit", Duration::from_secs(60), || {
             mesh.read_store(async |s| s.job(id).await)
                 .and_then(|j| j.work_unit_id)

@@ -216,6 +216,7 @@ impl Mesh {
             starts: 0,
             cgroup: None,
         });
+        self.token = Some(super::create_api_token(&files.coordinator_toml, "admin"));
         let mut cmd = Command::new(env::bin("meshrun-coordinator"));
         cmd.arg("serve")
             .arg("--config")
