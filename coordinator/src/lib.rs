@@ -9,6 +9,7 @@
 //!   units are released once the node is back.
 //! - [`server`]: `run(config, shutdown)`: opens the store, starts the API and the job runner.
 //! - [`store`]: SQLite store of jobs and events (migrations in `migrations/`).
+//! - [`url_query`]: percent-encoding of query values (page links, CLI requests).
 //! - [`project_archive`]: tar + zstd project archives: deterministic packing, hostile-input-safe
 //!   unpacking.
 //! - [`inventories`]: stored inventories' content: `ansible-inventory --list` import checks and
@@ -45,3 +46,4 @@ pub mod scheduler;
 pub mod scm_url;
 pub mod server;
 pub mod store;
+pub mod url_query;

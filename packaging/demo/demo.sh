@@ -61,20 +61,7 @@ TOML
 }
 
 # routable NODES...: true once the control node's receptor has a route to every one of them.
-routable() {
-  python3 - "$work/control/receptor.sock" "$@" <<'PY'
-import json, socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.settimeout(2)
-s.connect(sys.argv[1])
-f = s.makefile("rw")
-f.readline()
-f.write("status\n")
-f.flush()
-table = json.loads(f.readline())["RoutingTable"] or {}
-sys.exit(0 if all(n in table for n in sys.argv[2:]) else 1)
-PY
-}
+routable() { python3 "$root/packaging/mesh/routable.py" "$work/control/receptor.sock" "$@"; }
 
 control_port=$(free_port)
 hop_port=$(free_port)

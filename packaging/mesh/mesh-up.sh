@@ -161,20 +161,7 @@ wait_for() {
 api_up() { curl -fsS "$api/api/v2/ping/" > /dev/null; }
 
 # routable NODES...: true once the control node's receptor routes to every one of them.
-routable() {
-  python3 - "$mesh/control/receptor.sock" "$@" <<'PY'
-import json, socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.settimeout(2)
-s.connect(sys.argv[1])
-f = s.makefile("rw")
-f.readline()
-f.write("status\n")
-f.flush()
-table = json.loads(f.readline())["RoutingTable"] or {}
-sys.exit(0 if all(n in table for n in sys.argv[2:]) else 1)
-PY
-}
+routable() { python3 "$root/packaging/mesh/routable.py" "$mesh/control/receptor.sock" "$@"; }
 
 # advertised NODES...: true once every one of them told the control node that it runs
 # ansible-runner work; until then the coordinator cannot know that it must sign for them.

@@ -179,19 +179,6 @@ pub fn check_order_by(order_by: &str) -> Result<(), ApiError> {
     )))
 }
 
-/// Percent-encodes a query value for the page links.
-fn encode_query_value(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for b in v.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 async fn page_of(
     store: &Store,
     filter: &InstanceFilter,
@@ -257,7 +244,7 @@ pub async fn list(
         ("order_by", q.order_by.as_deref()),
     ] {
         if let Some(v) = value {
-            extra.push_str(&format!("&{key}={}", encode_query_value(v)));
+            extra.push_str(&format!("&{key}={}", crate::url_query::encode_value(v)));
         }
     }
     let results = rows

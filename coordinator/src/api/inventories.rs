@@ -56,14 +56,6 @@ pub struct UpdateInventory {
     execution_environment: Option<String>,
 }
 
-/// `?page=&page_size=`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Paging {
-    page: Option<i64>,
-    page_size: Option<i64>,
-}
-
 fn inventory_json(inv: &Inventory) -> Value {
     let mut v = serde_json::to_value(inv).unwrap_or_else(|_| json!({}));
     if let Some(obj) = v.as_object_mut() {
@@ -202,14 +194,10 @@ pub async fn create(
 /// `GET /api/v2/inventories/`.
 pub async fn list(
     State(state): State<AppState>,
-    q: Result<Query<Paging>, QueryRejection>,
+    q: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<Paged<Value>>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let (limit, offset, page, size) = PageQuery {
-        page: q.page,
-        page_size: q.page_size,
-    }
-    .resolve()?;
+    let (limit, offset, page, size) = q.resolve()?;
     let rows = state.store.inventories(limit, offset).await?;
     let results = rows.results.iter().map(inventory_json).collect();
     Ok(Json(Paged::new(
@@ -242,15 +230,11 @@ pub async fn detail(
 pub async fn hosts(
     State(state): State<AppState>,
     Path(id): Path<i64>,
-    q: Result<Query<Paging>, QueryRejection>,
+    q: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<Paged<Value>>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     find(&state, id).await?;
-    let (limit, offset, page, size) = PageQuery {
-        page: q.page,
-        page_size: q.page_size,
-    }
-    .resolve()?;
+    let (limit, offset, page, size) = q.resolve()?;
     let rows = state.store.inventory_hosts(id, limit, offset).await?;
     let results = rows
         .results

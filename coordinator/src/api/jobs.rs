@@ -317,7 +317,7 @@ pub async fn list_kind(
         ("order_by", &q.order_by),
     ] {
         if let Some(v) = v {
-            extra.push_str(&format!("&{k}={v}"));
+            extra.push_str(&format!("&{k}={}", crate::url_query::encode_value(v)));
         }
     }
     let path = match only {

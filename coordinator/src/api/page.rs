@@ -8,8 +8,10 @@ use super::ApiError;
 pub const MAX_PAGE_SIZE: i64 = 200;
 
 /// `?page=&page_size=`. Query structs repeat these two fields rather than flattening this one:
-/// serde's `flatten` turns every query value into a string.
+/// serde's `flatten` turns every query value into a string. Used as it is by lists that take no
+/// other parameter.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PageQuery {
     /// 1-based page number.
     pub page: Option<i64>,

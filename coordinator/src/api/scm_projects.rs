@@ -137,25 +137,13 @@ pub async fn create(
     }
 }
 
-/// `?page=&page_size=`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProjectsQuery {
-    page: Option<i64>,
-    page_size: Option<i64>,
-}
-
 /// `GET /api/v2/projects/` (by id).
 pub async fn list(
     State(state): State<AppState>,
-    q: Result<Query<ProjectsQuery>, QueryRejection>,
+    q: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<Paged<Value>>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let (limit, offset, page, size) = PageQuery {
-        page: q.page,
-        page_size: q.page_size,
-    }
-    .resolve()?;
+    let (limit, offset, page, size) = q.resolve()?;
     let rows = state.store.list_projects(limit, offset).await?;
     let results = rows.results.iter().map(project_json).collect();
     Ok(Json(Paged::new(

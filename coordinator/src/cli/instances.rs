@@ -248,7 +248,7 @@ pub async fn resolve(client: &Client, node: &str) -> anyhow::Result<Value> {
     let page = client
         .get(&format!(
             "/api/v2/instances/?hostname={}",
-            encode_query_value(node)
+            crate::url_query::encode_value(node)
         ))
         .await?;
     if let Some(found) = page
@@ -265,18 +265,6 @@ pub async fn resolve(client: &Client, node: &str) -> anyhow::Result<Value> {
             .with_context(|| format!("no instance has hostname or id {node:?}"));
     }
     bail!("no instance has hostname {node:?} (see `meshrun instances`)")
-}
-
-fn encode_query_value(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for b in v.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// POSTs the request; returns when the check that will answer it started (ours, or one already

@@ -54,7 +54,7 @@ pub async fn run(url: &str, args: JobsArgs) -> anyhow::Result<ExitCode> {
     );
     for (k, v) in [("status", &args.status), ("type", &args.kind)] {
         if let Some(v) = v {
-            path.push_str(&format!("&{k}={}", urlencode(v)));
+            path.push_str(&format!("&{k}={}", crate::url_query::encode_value(v)));
         }
     }
     let page = client.get(&path).await?;
@@ -80,16 +80,4 @@ pub async fn run(url: &str, args: JobsArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Percent-encodes a query value (everything but unreserved characters).
-fn urlencode(v: &str) -> String {
-    v.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

@@ -734,22 +734,8 @@ fn bench_dispatch(runs: usize, figures: &mut Vec<Figure>) {
     let project = env::repo_root().join("packaging/demo/project");
     let inventory = std::fs::read_to_string(env::repo_root().join("packaging/demo/inventory.ini"))
         .expect("demo inventory");
-    let archive = meshrun_coordinator::project_archive::pack(
-        &project,
-        Vec::new(),
-        meshrun_coordinator::project_archive::DEFAULT_LEVEL,
-    )
-    .expect("pack project");
+    let sha = meshrun_tests::api::upload_project(&mesh, &project);
     let http = meshrun_tests::api::client(&mesh);
-    let stored: Value = http
-        .post(format!("{}/api/v2/project_archives/", mesh.api()))
-        .header("content-type", "application/zstd")
-        .body(archive)
-        .send()
-        .and_then(|r| r.error_for_status())
-        .and_then(|r| r.json())
-        .expect("upload project");
-    let sha = stored["sha256"].as_str().expect("sha256").to_string();
 
     // The bare side's payload: the same private data dir the coordinator would build.
     let pdd = mesh.dir().join("bare-pdd");
@@ -1088,22 +1074,8 @@ fn bench_event_lag(runs: usize, figures: &mut Vec<Figure>) {
     let project = mesh.dir().join("lag-project");
     std::fs::create_dir_all(&project).expect("project dir");
     std::fs::write(project.join("lag.yml"), LAG_PLAYBOOK).expect("playbook");
-    let archive = meshrun_coordinator::project_archive::pack(
-        &project,
-        Vec::new(),
-        meshrun_coordinator::project_archive::DEFAULT_LEVEL,
-    )
-    .expect("pack project");
+    let sha = meshrun_tests::api::upload_project(&mesh, &project);
     let http = meshrun_tests::api::client(&mesh);
-    let stored: Value = http
-        .post(format!("{}/api/v2/project_archives/", mesh.api()))
-        .header("content-type", "application/zstd")
-        .body(archive)
-        .send()
-        .and_then(|r| r.error_for_status())
-        .and_then(|r| r.json())
-        .expect("upload project");
-    let sha = stored["sha256"].as_str().expect("sha256").to_string();
     let socket = mesh.nodes["control"].socket.clone();
     // One clock: arrivals are `Instant`s; `created` (the worker's wall clock, same host) is
     // put on that clock through one anchor taken here.
