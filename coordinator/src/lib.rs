@@ -5,6 +5,7 @@
 //! - [`control_node`]: the control node's own receptor: keys, receptor.conf, supervision.
 //! - [`discovery`]: reads `status` every few seconds and keeps the instances in line with it.
 //! - [`health`]: health checks (`--worker-info` through receptor) and their schedule.
+//! - [`pki`]: the mesh CA: node certificates bound to node ids, the API's HTTPS certificate.
 //! - [`node_loss`]: jobs whose node was lost, rebooted or went silent end as `error`; their
 //!   units are released once the node is back.
 //! - [`server`]: `run(config, shutdown)`: opens the store, starts the API and the job runner.
@@ -38,6 +39,7 @@ pub mod inventory_hosts;
 pub mod mesh;
 pub mod metrics;
 pub mod node_loss;
+pub mod pki;
 pub mod project_archive;
 pub mod projects;
 pub mod reaper;

@@ -12,10 +12,12 @@
 //! - [`control_socket`]: an async client for receptor's control socket (`status`, `work ...`).
 //! - [`runner_stream`]: the ansible-runner streaming protocol: the controller→worker encoder and a
 //!   push-based decoder of worker output, with safe extraction of the zipped directories they carry.
+//! - [`join`]: the join token format and the wire types of joining and certificate renewal.
 //! - [`worker_info`]: parsing of `worker --worker-info` answers (health checks).
 
 pub mod capacity;
 pub mod control_socket;
+pub mod join;
 pub mod node_id;
 pub mod node_type;
 pub mod receptor_conf;
