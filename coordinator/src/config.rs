@@ -55,6 +55,44 @@ pub struct CoordinatorConfig {
     /// The HTTP API's own settings.
     #[serde(default)]
     pub api: ApiSettings,
+    /// The mesh CA and the certificates it issues.
+    #[serde(default)]
+    pub pki: PkiSettings,
+}
+
+/// The mesh CA (see `pki`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PkiSettings {
+    /// Where the CA and the coordinator's own certificates live (default `<data_dir>/pki`).
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// How long node certificates are valid, in days (default 7; nodes renew after two thirds).
+    #[serde(default)]
+    pub node_cert_days: Option<u32>,
+    /// DNS names the API's certificate carries (default: `localhost` and this host's name).
+    #[serde(default)]
+    pub api_names: Option<Vec<String>>,
+    /// IP addresses the API's certificate carries (default: loopback and the listen address).
+    #[serde(default)]
+    pub api_ips: Option<Vec<std::net::IpAddr>>,
+    /// The URL nodes reach the API at, written into join tokens (default: `https://` + the
+    /// first API name or IP + the API port).
+    #[serde(default)]
+    pub public_url: Option<String>,
+}
+
+/// Node certificates' default lifetime in days.
+pub const DEFAULT_NODE_CERT_DAYS: u32 = 7;
+
+impl CoordinatorConfig {
+    /// The PKI directory.
+    pub fn pki_dir(&self) -> PathBuf {
+        self.pki
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("pki"))
+    }
 }
 
 /// The HTTP API.
@@ -65,11 +103,18 @@ pub struct ApiSettings {
     /// `auth = false`, which the coordinator warns about at start.
     #[serde(default = "default_true")]
     pub auth: bool,
+    /// Serve HTTPS with a certificate from the mesh CA. On unless the config says `tls = false`,
+    /// which the coordinator warns about at start; nodes cannot join over plain HTTP.
+    #[serde(default = "default_true")]
+    pub tls: bool,
 }
 
 impl Default for ApiSettings {
     fn default() -> Self {
-        ApiSettings { auth: true }
+        ApiSettings {
+            auth: true,
+            tls: true,
+        }
     }
 }
 
@@ -404,6 +449,26 @@ impl CoordinatorConfig {
                     return Err((field, format!("must be an absolute path, got {p:?}")));
                 }
             }
+        }
+        if let Some(days) = self.pki.node_cert_days
+            && !(1..=365).contains(&days)
+        {
+            return Err((
+                "pki.node_cert_days",
+                format!("must be 1 to 365 days, got {days}"),
+            ));
+        }
+        for name in self.pki.api_names.iter().flatten() {
+            crate::pki::issue::check_dns_name(name)
+                .map_err(|e| ("pki.api_names", e.to_string()))?;
+        }
+        if let Some(url) = &self.pki.public_url
+            && !url.starts_with("https://")
+        {
+            return Err((
+                "pki.public_url",
+                format!("must be an https:// URL (nodes join over HTTPS only), got {url:?}"),
+            ));
         }
         for m in &self.ad_hoc_commands {
             crate::ad_hoc_modules::check_name(m).map_err(|e| ("ad_hoc_commands", e))?;

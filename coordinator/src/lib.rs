@@ -8,6 +8,7 @@
 //! - [`pki`]: the mesh CA: node certificates bound to node ids, the API's HTTPS certificate.
 //! - [`node_loss`]: jobs whose node was lost, rebooted or went silent end as `error`; their
 //!   units are released once the node is back.
+//! - [`https`]: the API over TLS, with optional client certificates from the mesh CA.
 //! - [`server`]: `run(config, shutdown)`: opens the store, starts the API and the job runner.
 //! - [`store`]: SQLite store of jobs and events (migrations in `migrations/`).
 //! - [`url_query`]: percent-encoding of query values (page links, CLI requests).
@@ -34,6 +35,7 @@ pub mod control_node;
 pub mod discovery;
 pub mod events_bus;
 pub mod health;
+pub mod https;
 pub mod inventories;
 pub mod inventory_hosts;
 pub mod mesh;

@@ -43,6 +43,12 @@ pub enum ServeError {
     /// The control node's own receptor could not be started.
     #[error(transparent)]
     ControlNode(#[from] ControlNodeError),
+    /// The mesh CA or the API's certificate is unusable.
+    #[error(transparent)]
+    Pki(#[from] crate::pki::PkiError),
+    /// TLS for the API could not be set up.
+    #[error(transparent)]
+    Https(#[from] crate::https::HttpsError),
     /// The API address could not be bound or serving failed.
     #[error("cannot serve the API on {addr}: {source}")]
     Api {
@@ -73,20 +79,25 @@ async fn control_node_id(config: &CoordinatorConfig) -> Result<String, ServeErro
 /// Runs the coordinator until `shutdown` is cancelled. With `[control_node]` configured, the
 /// coordinator first starts the control node's receptor and stops it last.
 pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Result<(), ServeError> {
+    let pki = std::sync::Arc::new(crate::pki::PkiContext::load(&config)?);
     let control_node = match &config.control_node {
         Some(settings) => {
             Some(ControlNode::start(settings, &config.receptor_socket, &config.data_dir).await?)
         }
         None => None,
     };
-    let served = serve(config, shutdown).await;
+    let served = serve(config, pki, shutdown).await;
     if let Some(node) = control_node {
         node.stop().await;
     }
     served
 }
 
-async fn serve(config: CoordinatorConfig, shutdown: CancellationToken) -> Result<(), ServeError> {
+async fn serve(
+    config: CoordinatorConfig,
+    pki: std::sync::Arc<crate::pki::PkiContext>,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
     for dir in [&config.data_dir, &config.data_dir.join("jobs")] {
         std::fs::create_dir_all(dir).map_err(|source| ServeError::Dir {
             path: dir.display().to_string(),
@@ -176,6 +187,7 @@ async fn serve(config: CoordinatorConfig, shutdown: CancellationToken) -> Result
         )),
         allow_file_scm_urls: config.projects.allow_file_urls,
         api_auth: config.api.auth,
+        pki: pki.clone(),
     };
     if !config.api.auth {
         tracing::warn!(
@@ -189,16 +201,33 @@ async fn serve(config: CoordinatorConfig, shutdown: CancellationToken) -> Result
             addr: config.api_listen.to_string(),
             source,
         })?;
-    tracing::info!(addr = %config.api_listen, "API listening");
-    let app = api::router(state, config.max_upload_bytes);
+    let app = api::router(state, config.max_upload_bytes)
+        .into_make_service_with_connect_info::<crate::https::TlsPeer>();
     let stop = shutdown.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await
-        .map_err(|source| ServeError::Api {
-            addr: config.api_listen.to_string(),
-            source,
-        })?;
+    let served = if config.api.tls {
+        let (cert, key) = pki.api_cert(&config)?;
+        let tls = crate::https::server_config(&cert, &key, pki.ca.cert_der())?;
+        let listener =
+            crate::https::TlsListener::new(listener, tls, shutdown.clone()).map_err(|source| {
+                ServeError::Api {
+                    addr: config.api_listen.to_string(),
+                    source,
+                }
+            })?;
+        tracing::info!(addr = %config.api_listen, url = %pki.public_url, "API listening (HTTPS)");
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+    } else {
+        tracing::warn!(addr = %config.api_listen, "API serves plain HTTP ([api] tls = false): tokens cross the network in clear and nodes cannot join");
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+    };
+    served.map_err(|source| ServeError::Api {
+        addr: config.api_listen.to_string(),
+        source,
+    })?;
     // The API stops only on shutdown; let the loops finish their last writes first.
     let _ = discovery_task.await;
     let _ = health_task.await;

@@ -82,10 +82,12 @@ MESHRUN_TOKEN=$("$bin/meshrun-coordinator" admin token create --config "$work/co
 export MESHRUN_TOKEN
 "$bin/meshrun-coordinator" serve --config "$work/control/coordinator.toml" > "$work/control/coordinator.log" 2>&1 &
 pids+=($!)
-echo "started meshrun-coordinator (pid $!, API http://127.0.0.1:$api_port)"
+echo "started meshrun-coordinator (pid $!, API https://127.0.0.1:$api_port)"
+# The API serves HTTPS with a certificate from the mesh CA the coordinator makes on first start.
+export MESHRUN_CA_CERT="$work/control/coordinator/pki/ca.crt"
 
 for _ in $(seq 1 150); do
-  if routable hop exec1 exec2 2>/dev/null && curl -fsS "http://127.0.0.1:$api_port/api/v2/ping/" > /dev/null 2>&1; then
+  if routable hop exec1 exec2 2>/dev/null && [ -s "$MESHRUN_CA_CERT" ] && curl -fsS --cacert "$MESHRUN_CA_CERT" "https://127.0.0.1:$api_port/api/v2/ping/" > /dev/null 2>&1; then
     break
   fi
   sleep 0.2
@@ -96,7 +98,7 @@ echo
 
 set +e
 # The scheduler places the job (MESHRUN_DEMO_NODE pins it to one node instead).
-MESHRUN_URL="http://127.0.0.1:$api_port" "$bin/meshrun" job run "$root/packaging/demo/project" hello.yml \
+MESHRUN_URL="https://127.0.0.1:$api_port" "$bin/meshrun" job run "$root/packaging/demo/project" hello.yml \
   -i "$root/packaging/demo/inventory.ini" ${target_node:+--node "$target_node"} --follow
 rc=$?
 set -e

@@ -45,7 +45,9 @@ PY
 fi
 # shellcheck source=/dev/null
 . "$mesh/ports.env"
-api=http://127.0.0.1:$API_PORT
+api=https://127.0.0.1:$API_PORT
+# The API serves HTTPS with a certificate from the mesh CA the coordinator makes on first start.
+ca_cert=$mesh/control/coordinator/pki/ca.crt
 
 # agent_toml NAME: the [worker] and [podman] part every node's agent.toml shares.
 agent_toml() {
@@ -158,7 +160,7 @@ wait_for() {
   exit 1
 }
 
-api_up() { curl -fsS "$api/api/v2/ping/" > /dev/null; }
+api_up() { [ -s "$ca_cert" ] && curl -fsS --cacert "$ca_cert" "$api/api/v2/ping/" > /dev/null; }
 
 # routable NODES...: true once the control node's receptor routes to every one of them.
 routable() { python3 "$root/packaging/mesh/routable.py" "$mesh/control/receptor.sock" "$@"; }
@@ -214,6 +216,7 @@ wait_for "every node's receptor PID" 30 all_receptors_recorded
 # The demo mesh started by \`make mesh-up\` (stop it with \`make mesh-down\`).
 export MESHRUN_URL=$api
 export MESHRUN_TOKEN=$api_token
+export MESHRUN_CA_CERT=$ca_cert
 export PATH="$bin:\$PATH"
 MESHRUN_MESH_DIR=$mesh
 MESHRUN_API_URL=$api

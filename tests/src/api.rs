@@ -3,7 +3,8 @@
 //! groups. Works for every coordinator the harness starts, the managed control node's included,
 //! because it never reads the store.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -22,6 +23,67 @@ fn answer(what: &str, r: reqwest::Result<reqwest::blocking::Response>) -> (Statu
     (status, body)
 }
 
+/// The mesh CAs of every coordinator this test process started. Each API certificate is checked
+/// against its own CA; trusting all of them lets one client serve every mesh of the process.
+static TRUSTED_CAS: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+/// Trusts the CA certificate (PEM) in `ca_file` from now on.
+pub fn trust_ca(ca_file: &Path) {
+    let pem = std::fs::read(ca_file).unwrap_or_else(|e| panic!("{}: {e}", ca_file.display()));
+    let mut cas = TRUSTED_CAS.lock().unwrap_or_else(|e| e.into_inner());
+    if !cas.contains(&pem) {
+        cas.push(pem);
+    }
+}
+
+/// A client builder that trusts the CAs passed to [`trust_ca`] and nothing else.
+pub fn builder() -> reqwest::blocking::ClientBuilder {
+    let mut b = Client::builder().use_rustls_tls();
+    for pem in TRUSTED_CAS.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        b = b.add_root_certificate(reqwest::Certificate::from_pem(pem).expect("a CA certificate"));
+    }
+    b
+}
+
+/// The mesh CA certificate of the coordinator configured by `config` (`<data_dir>/pki/ca.crt`).
+pub fn ca_cert_of(config: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(config).expect("coordinator.toml");
+    let data_dir = text
+        .lines()
+        .find_map(|l| l.strip_prefix("data_dir = \""))
+        .map(|rest| rest.trim_end_matches('"').to_string())
+        .expect("data_dir in coordinator.toml");
+    Path::new(&data_dir).join("pki/ca.crt")
+}
+
+/// Waits until the coordinator configured by `config` answers `/api/v2/ping/` over HTTPS at
+/// `api`, trusting its CA once the first start has made it; `check` runs on every try (it may
+/// panic to give up early). Returns the CA file.
+pub fn wait_for_api(
+    what: &str,
+    api: &str,
+    config: &Path,
+    patience: Duration,
+    mut check: impl FnMut(),
+) -> PathBuf {
+    let ca = ca_cert_of(config);
+    eventually(what, patience, || {
+        check();
+        if !ca.exists() {
+            return None;
+        }
+        trust_ca(&ca);
+        builder()
+            .build()
+            .ok()?
+            .get(format!("{api}/api/v2/ping/"))
+            .send()
+            .ok()
+            .filter(|r| r.status().is_success())
+    });
+    ca
+}
+
 /// An HTTP client that sends `token` as its bearer token on every request.
 pub fn client_with(token: &str) -> Client {
     let mut headers = HeaderMap::new();
@@ -29,7 +91,7 @@ pub fn client_with(token: &str) -> Client {
         HeaderValue::from_str(&format!("Bearer {token}")).expect("a token is header-safe");
     value.set_sensitive(true);
     headers.insert(AUTHORIZATION, value);
-    Client::builder()
+    builder()
         .default_headers(headers)
         .timeout(None)
         .build()

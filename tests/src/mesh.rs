@@ -216,6 +216,8 @@ pub struct Mesh {
     api: Option<String>,
     /// The admin API token made for the coordinator before it started.
     token: Option<String>,
+    /// The coordinator's mesh CA certificate.
+    ca_cert: Option<PathBuf>,
     managed: Vec<managed_control::ControlFiles>,
     database: Option<PathBuf>,
     coordinator_node: Option<String>,
@@ -276,6 +278,7 @@ impl Mesh {
             coordinator: None,
             api: None,
             token: None,
+            ca_cert: None,
             managed: Vec::new(),
             database: None,
             coordinator_node: None,
@@ -486,18 +489,26 @@ impl Mesh {
             &mut cmd,
             &dir.join("coordinator.log"),
         ));
-        let api = format!("http://127.0.0.1:{port}");
-        eventually("the coordinator's API", Duration::from_secs(30), || {
-            reqwest::blocking::get(format!("{api}/api/v2/ping/"))
-                .ok()
-                .filter(|r| r.status().is_success())
-        });
+        let api = format!("https://127.0.0.1:{port}");
+        let ca = crate::api::wait_for_api(
+            "the coordinator's API",
+            &api,
+            &config,
+            Duration::from_secs(30),
+            || {},
+        );
+        self.ca_cert = Some(ca);
         self.api = Some(api);
     }
 
     /// The coordinator's API base URL.
     pub fn api(&self) -> &str {
         self.api.as_deref().expect("coordinator not started")
+    }
+
+    /// The mesh CA certificate of the coordinator (made on its first start).
+    pub fn ca_cert(&self) -> &Path {
+        self.ca_cert.as_deref().expect("coordinator not started")
     }
 
     /// The admin API token of the coordinator (made before it started).
@@ -520,6 +531,7 @@ impl Mesh {
             .args(args)
             .env("MESHRUN_URL", self.api())
             .env("MESHRUN_TOKEN", self.token())
+            .env("MESHRUN_CA_CERT", self.ca_cert())
             .output()
             .expect("meshrun")
     }

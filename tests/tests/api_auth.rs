@@ -11,7 +11,7 @@ use meshrun_tests::api;
 use meshrun_tests::env;
 use meshrun_tests::mesh::{Mesh, NodeSpec, create_api_token};
 use reqwest::StatusCode;
-use reqwest::blocking::{Client, RequestBuilder};
+use reqwest::blocking::RequestBuilder;
 use serde_json::{Value, json};
 
 fn one_node_mesh() -> Mesh {
@@ -53,6 +53,7 @@ fn meshrun(mesh: &Mesh, token: Option<&str>, args: &[&str]) -> Output {
     let mut cmd = Command::new(env::bin("meshrun"));
     cmd.args(args)
         .env("MESHRUN_URL", mesh.api())
+        .env("MESHRUN_CA_CERT", mesh.ca_cert())
         .env_remove("MESHRUN_TOKEN");
     if let Some(t) = token {
         cmd.env("MESHRUN_TOKEN", t);
@@ -65,7 +66,7 @@ fn tokens_roles_and_refusals_over_http_and_the_cli() {
     let mesh = one_node_mesh();
     let base = mesh.api().to_string();
     let url = |p: &str| format!("{base}{p}");
-    let anon = Client::new();
+    let anon = api::builder().build().expect("client");
 
     // Ping is open; everything else needs a token.
     let (s, _, _) = send(anon.get(url("/api/v2/ping/")));

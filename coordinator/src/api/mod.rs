@@ -55,6 +55,8 @@ pub struct AppState {
     pub allow_file_scm_urls: bool,
     /// Whether requests need a bearer token (`[api] auth`).
     pub api_auth: bool,
+    /// The mesh CA and certificate settings.
+    pub pki: std::sync::Arc<crate::pki::PkiContext>,
 }
 
 /// The API's routes.

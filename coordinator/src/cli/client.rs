@@ -11,6 +11,46 @@ use serde_json::Value;
 /// The token of this process's requests, set once by `main` from `--token` / `MESHRUN_TOKEN`.
 static TOKEN: OnceLock<Option<String>> = OnceLock::new();
 
+/// The mesh CA certificate (PEM) the API's certificate must chain to, set once by `main` from
+/// `--ca-cert` / `MESHRUN_CA_CERT` (or the coordinator's default PKI directory).
+static CA_PEM: OnceLock<Option<Vec<u8>>> = OnceLock::new();
+
+/// Where a coordinator installed with the default data directory keeps its CA certificate.
+pub const DEFAULT_CA_CERT: &str = "/var/lib/meshrun/coordinator/pki/ca.crt";
+
+/// Sets the CA certificate every `Client` made afterwards trusts: `path` if given (it must be
+/// readable), else the default file if it exists.
+pub fn set_ca_cert(path: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let pem = match path {
+        Some(p) => Some(
+            std::fs::read(p)
+                .with_context(|| format!("cannot read the CA certificate {}", p.display()))?,
+        ),
+        None => std::fs::read(DEFAULT_CA_CERT).ok(),
+    };
+    if let Some(pem) = &pem {
+        reqwest::Certificate::from_pem(pem).with_context(|| {
+            format!(
+                "{} is not a PEM certificate",
+                path.map_or(DEFAULT_CA_CERT.into(), |p| p.display().to_string())
+            )
+        })?;
+    }
+    let _ = CA_PEM.set(pem);
+    Ok(())
+}
+
+/// A reqwest client builder that trusts only the mesh CA (when one is set).
+pub fn http_builder() -> reqwest::ClientBuilder {
+    let mut builder = reqwest::Client::builder().use_rustls_tls();
+    if let Some(Some(pem)) = CA_PEM.get()
+        && let Ok(cert) = reqwest::Certificate::from_pem(pem)
+    {
+        builder = builder.add_root_certificate(cert);
+    }
+    builder
+}
+
 /// Sets the bearer token every `Client` made afterwards sends.
 pub fn set_token(token: Option<String>) {
     let _ = TOKEN.set(token.filter(|t| !t.trim().is_empty()));
@@ -51,7 +91,7 @@ impl Client {
     pub fn new(base: &str) -> Self {
         Client {
             base: base.trim_end_matches('/').to_string(),
-            http: reqwest::Client::builder()
+            http: http_builder()
                 .default_headers(auth_headers())
                 .build()
                 .unwrap_or_default(),
@@ -92,8 +132,21 @@ impl Client {
     }
 
     fn unreachable(&self, e: reqwest::Error) -> anyhow::Error {
+        let mut chain = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            chain.push_str(": ");
+            chain.push_str(&s.to_string());
+            source = s.source();
+        }
+        let hint = if chain.contains("certificate") || chain.contains("UnknownIssuer") {
+            "\nhint: the API's certificate comes from the mesh CA; set MESHRUN_CA_CERT (or \
+             --ca-cert) to the coordinator's <data_dir>/pki/ca.crt"
+        } else {
+            ""
+        };
         anyhow!(
-            "cannot reach the coordinator at {} (set MESHRUN_URL or --url): {e}",
+            "cannot reach the coordinator at {} (set MESHRUN_URL or --url): {chain}{hint}",
             self.base
         )
     }

@@ -30,13 +30,17 @@ pub struct Cli {
     #[arg(
         long,
         env = "MESHRUN_URL",
-        default_value = "http://127.0.0.1:8080",
+        default_value = "https://127.0.0.1:8080",
         global = true
     )]
     pub url: String,
     /// The API bearer token (make one with `meshrun-coordinator admin token create`).
     #[arg(long, env = "MESHRUN_TOKEN", global = true, hide_env_values = true)]
     pub token: Option<String>,
+    /// The mesh CA certificate the API's HTTPS certificate is checked against (the coordinator's
+    /// `<data_dir>/pki/ca.crt`; default: /var/lib/meshrun/coordinator/pki/ca.crt if present).
+    #[arg(long, env = "MESHRUN_CA_CERT", global = true)]
+    pub ca_cert: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -73,6 +77,10 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     client::set_token(cli.token.clone());
+    if let Err(e) = client::set_ca_cert(cli.ca_cert.as_deref()) {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(EXIT_USAGE);
+    }
     let result = match cli.command {
         Command::Transmit(args) => codec::transmit(&args),
         Command::Process(args) => codec::process(&args),

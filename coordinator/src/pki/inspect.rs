@@ -80,3 +80,23 @@ pub fn verifies_against(der: &[u8], ca_der: &[u8]) -> bool {
         _ => false,
     }
 }
+
+/// A certificate's DNS and IP SANs, in order (`None` if it does not parse).
+pub fn san_names(der: &[u8]) -> Option<(Vec<String>, Vec<std::net::IpAddr>)> {
+    let cert = parse(der)?;
+    let (mut dns, mut ips) = (Vec::new(), Vec::new());
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::DNSName(d) => dns.push(d.to_string()),
+                GeneralName::IPAddress(raw) => match raw.len() {
+                    4 => ips.push(std::net::IpAddr::from(<[u8; 4]>::try_from(*raw).ok()?)),
+                    16 => ips.push(std::net::IpAddr::from(<[u8; 16]>::try_from(*raw).ok()?)),
+                    _ => return None,
+                },
+                _ => {}
+            }
+        }
+    }
+    Some((dns, ips))
+}

@@ -4,14 +4,17 @@
 //! simply never renewed.
 //!
 //! - [`ca`]: creating and loading the CA (key 0600) and its fingerprint.
+//! - [`context`]: the CA as the running coordinator holds it, and the API's HTTPS certificate.
 //! - [`issue`]: turning a CSR (or a fresh key) into a certificate for a node id and its names.
 //! - [`inspect`]: reading node ids, expiry and key hashes back out of certificates.
 
 pub mod ca;
+pub mod context;
 pub mod inspect;
 pub mod issue;
 
 pub use ca::MeshCa;
+pub use context::PkiContext;
 pub use issue::{IssuedCert, NodeCertRequest};
 
 use std::path::PathBuf;

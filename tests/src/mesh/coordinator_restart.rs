@@ -12,7 +12,6 @@ use nix::sys::signal::Signal;
 use super::Mesh;
 use crate::env;
 use crate::procs::Proc;
-use crate::wait::eventually;
 
 impl Mesh {
     /// SIGKILLs the coordinator and waits for it to be gone.
@@ -61,16 +60,15 @@ impl Mesh {
             cmd.env(k, v);
         }
         self.coordinator = Some(Proc::spawn("meshrun-coordinator", &mut cmd, &log));
-        let api = format!("http://127.0.0.1:{port}");
-        eventually(
+        let api = format!("https://127.0.0.1:{port}");
+        let ca = crate::api::wait_for_api(
             "the restarted coordinator's API",
+            &api,
+            &config,
             Duration::from_secs(60),
-            || {
-                reqwest::blocking::get(format!("{api}/api/v2/ping/"))
-                    .ok()
-                    .filter(|r| r.status().is_success())
-            },
+            || {},
         );
+        self.ca_cert = Some(ca);
         self.api = Some(api);
     }
 

@@ -14,7 +14,6 @@ use nix::unistd::Pid;
 use super::{Mesh, Node, agent_config, block_on, free_port};
 use crate::env;
 use crate::procs::Proc;
-use crate::wait::eventually;
 
 /// The files of a control node run by the coordinator, all under its folder.
 #[derive(Debug, Clone)]
@@ -226,14 +225,16 @@ impl Mesh {
             &mut cmd,
             &files.dir.join("coordinator.log"),
         ));
-        let api = format!("http://127.0.0.1:{}", files.api_port);
+        let api = format!("https://127.0.0.1:{}", files.api_port);
         // A first start generates the signing key, which takes seconds in a debug build.
-        eventually("the coordinator's API", Duration::from_secs(90), || {
-            self.assert_coordinator_runs();
-            reqwest::blocking::get(format!("{api}/api/v2/ping/"))
-                .ok()
-                .filter(|r| r.status().is_success())
-        });
+        let ca = crate::api::wait_for_api(
+            "the coordinator's API",
+            &api,
+            &files.coordinator_toml,
+            Duration::from_secs(90),
+            || self.assert_coordinator_runs(),
+        );
+        self.ca_cert = Some(ca);
         self.api = Some(api);
         files
     }
