@@ -21,7 +21,8 @@ MESH_TESTS := --test mesh_jobs --test podman_jobs --test agent_run_supervises_re
               --test distance_and_partitions \
               --test coordinator_restart \
               --test cancel_and_reaper \
-              --test api_auth
+              --test api_auth \
+              --test deprovision
 
 .PHONY: soak demo test build venv receptor podman ee-image lint bench-agent bench-discovery bench-jobs clean-tools mesh-up mesh-down
 

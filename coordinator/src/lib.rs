@@ -4,6 +4,8 @@
 //! - [`config`]: the coordinator's config file.
 //! - [`control_node`]: the control node's own receptor: keys, receptor.conf, supervision.
 //! - [`discovery`]: reads `status` every few seconds and keeps the instances in line with it.
+//! - [`deprovision`]: `meshrun instances remove`: drains a node, cancels what still runs at the
+//!   deadline, releases its units, deletes it and leaves a tombstone discovery respects.
 //! - [`health`]: health checks (`--worker-info` through receptor) and their schedule.
 //! - [`pki`]: the mesh CA: node certificates bound to node ids, the API's HTTPS certificate.
 //! - [`node_loss`]: jobs whose node was lost, rebooted or went silent end as `error`; their
@@ -32,6 +34,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod control_node;
+pub mod deprovision;
 pub mod discovery;
 pub mod events_bus;
 pub mod health;

@@ -173,6 +173,14 @@ async fn serve(
             shutdown: shutdown.clone(),
         },
     );
+    let deprovision_task = crate::deprovision::start(
+        &config,
+        crate::deprovision::DeprovisionDeps {
+            store: store.clone(),
+            runner: runner.clone(),
+            shutdown: shutdown.clone(),
+        },
+    );
     let state = AppState {
         store: store.clone(),
         projects,
@@ -233,6 +241,7 @@ async fn serve(
     let _ = health_task.await;
     let _ = node_loss_task.await;
     let _ = reaper_task.await;
+    let _ = deprovision_task.await;
     store.close().await;
     Ok(())
 }

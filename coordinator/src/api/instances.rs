@@ -1,5 +1,5 @@
-//! Instances (mesh nodes): list, detail, PATCH of the two settings people may change, and the
-//! on-demand health check.
+//! Instances (mesh nodes): list, detail, PATCH of the two settings people may change, the
+//! on-demand health check, and removal (DELETE, carried out by `deprovision`).
 //!
 //! Field names and shapes follow AWX's instance serializer, including its decimal fields
 //! (`capacity_adjustment`, `cpu`) rendered as decimal strings. Every write goes through
@@ -365,6 +365,15 @@ pub async fn patch(
         ApiError::bad_request(format!("invalid instance change: {}", e.body_text()))
     })?;
     let change = parse_patch(&body).map_err(ApiError::bad_request)?;
+    if change.enabled == Some(true) {
+        let i = load_instance(&state, id).await?;
+        if i.node_state == NodeState::Deprovisioning {
+            return Err(ApiError::conflict(format!(
+                "{} is being removed (deprovisioning); it cannot be enabled again",
+                i.hostname
+            )));
+        }
+    }
     let updated = state
         .store
         .update_instance(id, |i| {
@@ -647,4 +656,90 @@ mod tests {
             "/api/v2/instances/1/health_check/"
         );
     }
+}
+
+/// Default seconds running jobs get to finish when a node is removed.
+pub const DEFAULT_REMOVE_DEADLINE_SECS: u64 = 600;
+/// The longest deadline a removal may give (a week).
+pub const MAX_REMOVE_DEADLINE_SECS: u64 = 7 * 24 * 3600;
+
+/// `DELETE /api/v2/instances/{id}/` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveQuery {
+    deadline: Option<String>,
+}
+
+/// Checks `?deadline=`: whole seconds from 0 to [`MAX_REMOVE_DEADLINE_SECS`].
+pub fn parse_deadline(raw: Option<&str>) -> Result<u64, String> {
+    let Some(raw) = raw else {
+        return Ok(DEFAULT_REMOVE_DEADLINE_SECS);
+    };
+    match raw.trim().parse::<u64>() {
+        Ok(secs) if secs <= MAX_REMOVE_DEADLINE_SECS => Ok(secs),
+        _ => Err(format!(
+            "deadline must be whole seconds from 0 to {MAX_REMOVE_DEADLINE_SECS}, got {raw:?}"
+        )),
+    }
+}
+
+/// `DELETE /api/v2/instances/{id}/?deadline=SECS` (default 600): starts removing the node and
+/// answers 202 with the instance, now `deprovisioning` and disabled, plus the removal's
+/// `deadline`. The deprovision loop does the rest (drain, cancel at the deadline, release the
+/// units, delete the row). Asking again is harmless (the earlier deadline stays). The control
+/// node the coordinator runs on cannot be removed (409).
+pub async fn remove(
+    State(state): State<AppState>,
+    id: Result<Path<i64>, PathRejection>,
+    q: Result<Query<RemoveQuery>, QueryRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let id = instance_id(id)?;
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let secs = parse_deadline(q.deadline.as_deref()).map_err(ApiError::bad_request)?;
+    let i = load_instance(&state, id).await?;
+    if i.hostname == state.node_id {
+        return Err(ApiError::conflict(format!(
+            "{} is the control node this coordinator runs on; it cannot be removed (stop the \
+             coordinator there instead)",
+            i.hostname
+        )));
+    }
+    let secs = i64::try_from(secs).unwrap_or(i64::MAX);
+    let deadline = (Utc::now() + chrono::TimeDelta::seconds(secs))
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let (inst, dep) = state
+        .store
+        .begin_deprovision(id, &deadline)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no instance with id {id}")))?;
+    tracing::info!(instance = %inst.hostname, deadline = %dep.deadline, "node removal requested through the API");
+    let mut body = serde_json::to_value(view(&state, &inst).await?).map_err(ApiError::internal)?;
+    if let Value::Object(fields) = &mut body {
+        fields.insert(
+            "deprovision".into(),
+            serde_json::to_value(&dep).map_err(ApiError::internal)?,
+        );
+    }
+    Ok((StatusCode::ACCEPTED, Json(body)))
+}
+
+/// `GET /api/v2/removed_nodes/` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemovedQuery {
+    hostname: Option<String>,
+}
+
+/// `GET /api/v2/removed_nodes/[?hostname=]`: tombstones of removed nodes, newest first, with
+/// what their removal did (`{count, results}`; there are few).
+pub async fn removed_nodes(
+    State(state): State<AppState>,
+    q: Result<Query<RemovedQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let results = match q.hostname.as_deref() {
+        Some(h) => state.store.removed_node(h).await?.into_iter().collect(),
+        None => state.store.removed_nodes().await?,
+    };
+    Ok(Json(json!({ "count": results.len(), "results": results })))
 }

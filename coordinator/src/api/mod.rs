@@ -112,9 +112,12 @@ pub fn router(state: AppState, max_upload_bytes: usize) -> Router {
             post(instance_groups::members),
         )
         .route("/api/v2/instances/", get(instances::list))
+        .route("/api/v2/removed_nodes/", get(instances::removed_nodes))
         .route(
             "/api/v2/instances/{id}/",
-            get(instances::detail).patch(instances::patch),
+            get(instances::detail)
+                .patch(instances::patch)
+                .delete(instances::remove),
         )
         .route(
             "/api/v2/instances/{id}/health_check/",

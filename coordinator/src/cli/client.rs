@@ -192,6 +192,17 @@ impl Client {
         self.answer(&format!("POST {path}"), resp).await
     }
 
+    /// DELETE, answering the JSON body (a 2xx without a body answers null).
+    pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
+        let resp = self
+            .http
+            .delete(self.url(path))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        self.answer(&format!("DELETE {path}"), resp).await
+    }
+
     /// POST raw bytes.
     pub async fn post_bytes(
         &self,

@@ -1,5 +1,6 @@
-//! `meshrun instances`: the mesh's nodes as a table, and `meshrun instances health-check NODE`,
-//! which asks for a check and prints its result once the health loop has finished it.
+//! `meshrun instances`: the mesh's nodes as a table; `meshrun instances health-check NODE`,
+//! which asks for a check and prints its result once the health loop has finished it; and
+//! `meshrun instances remove NODE` (see `remove_node`).
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -39,6 +40,19 @@ pub enum InstancesCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Remove a node: no new jobs go there, running ones may finish until the deadline (then
+    /// they are canceled), its work units are released and its instance deleted. Discovery
+    /// does not register it again; it may join again with a new join token.
+    Remove {
+        /// The node: its hostname (receptor node id) or its instance id.
+        node: String,
+        /// Seconds running jobs get to finish before they are canceled.
+        #[arg(long, default_value_t = 600)]
+        deadline: u64,
+        /// Wait until the instance is gone and print what the removal did.
+        #[arg(long)]
+        wait: bool,
+    },
 }
 
 /// Runs `meshrun instances ...`.
@@ -59,6 +73,11 @@ pub async fn run(url: &str, args: InstancesArgs) -> anyhow::Result<ExitCode> {
             timeout,
             json,
         }) => health_check(&client, &node, Duration::from_secs(timeout), json).await,
+        Some(InstancesCommand::Remove {
+            node,
+            deadline,
+            wait,
+        }) => super::remove_node::remove(&client, &node, deadline, wait).await,
     }
 }
 

@@ -12,6 +12,7 @@ mod inventory;
 mod job;
 mod mesh;
 mod project;
+mod remove_node;
 pub mod sse;
 mod unified;
 

@@ -131,6 +131,7 @@ pub struct Discovery {
     cache: Option<Cache>,
     logged_unknown: HashSet<String>,
     logged_waiting: HashSet<String>,
+    logged_removed: HashSet<String>,
 }
 
 impl Policy {
@@ -161,6 +162,7 @@ impl Discovery {
             cache: None,
             logged_unknown: HashSet::new(),
             logged_waiting: HashSet::new(),
+            logged_removed: HashSet::new(),
         }
     }
 
@@ -177,8 +179,12 @@ impl Discovery {
             .map(|c| c.rows.as_slice())
             .unwrap_or_default();
         let planned = Instant::now();
-        let plan = reconcile::reconcile(status, stored, self.previous.as_ref(), now, &self.policy);
+        let mut plan =
+            reconcile::reconcile(status, stored, self.previous.as_ref(), now, &self.policy);
         let reconcile_time = planned.elapsed();
+        if !plan.register.is_empty() {
+            self.skip_removed(&mut plan).await?;
+        }
         let applied = self.apply(&plan).await;
         if applied.is_err() {
             // Some writes may have landed: read everything again next time.
@@ -260,6 +266,23 @@ impl Discovery {
         if let (Some(inst), Some(cache)) = (stored, self.cache.as_mut()) {
             cache.put(inst);
         }
+        Ok(())
+    }
+
+    /// Drops registrations of nodes removed on purpose (`meshrun instances remove`): their
+    /// receptor may well still run. Logged once per node until its tombstone is lifted.
+    async fn skip_removed(&mut self, plan: &mut Plan) -> Result<(), StoreError> {
+        let removed = self.store.removed_hostnames().await?;
+        self.logged_removed.retain(|h| removed.contains(h));
+        plan.register.retain(|reg| {
+            if !removed.contains(&reg.hostname) {
+                return true;
+            }
+            if self.logged_removed.insert(reg.hostname.clone()) {
+                tracing::info!(node = %reg.hostname, "node in the mesh was removed (meshrun instances remove); not registering it again (it may join again with a new join token)");
+            }
+            false
+        });
         Ok(())
     }
 
@@ -460,5 +483,49 @@ mod tests {
             .await
             .unwrap();
         assert!(!fourth.reloaded && fourth.writes == 0, "{fourth:?}");
+    }
+
+    #[tokio::test]
+    async fn a_removed_node_is_not_registered_again_until_its_tombstone_is_lifted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).await.unwrap();
+        let policy = Policy {
+            control_type: NodeType::Control,
+            auto_register: true,
+            grace: TimeDelta::seconds(20),
+        };
+        let mut d = Discovery::new(store.clone(), policy);
+        let now = Utc::now();
+        d.cycle(&status(), now).await.unwrap();
+        let exec1 = store.instance_by_hostname("exec1").await.unwrap().unwrap();
+        store
+            .begin_deprovision(exec1.id, "2030-01-01T00:00:00.000000Z")
+            .await
+            .unwrap();
+        // While draining the row stays; discovery leaves its state alone.
+        d.cycle(&status(), now + TimeDelta::seconds(2))
+            .await
+            .unwrap();
+        let draining = store.instance_by_hostname("exec1").await.unwrap().unwrap();
+        assert_eq!(draining.node_state, NodeState::Deprovisioning);
+        store.finish_deprovision("exec1").await.unwrap().unwrap();
+
+        for n in 0..3 {
+            let out = d
+                .cycle(&status(), now + TimeDelta::seconds(4 + 2 * n))
+                .await
+                .unwrap();
+            assert!(out.registered.is_empty(), "{out:?}");
+        }
+        assert!(store.instance_by_hostname("exec1").await.unwrap().is_none());
+        assert_eq!(d.logged_removed.len(), 1, "logged once");
+
+        assert!(store.clear_removed("exec1").await.unwrap());
+        let out = d
+            .cycle(&status(), now + TimeDelta::seconds(20))
+            .await
+            .unwrap();
+        assert_eq!(out.registered, ["exec1"]);
+        assert!(d.logged_removed.is_empty());
     }
 }

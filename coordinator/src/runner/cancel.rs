@@ -37,12 +37,19 @@ pub enum Canceled {
 impl JobRunner {
     /// Cancels job `id`.
     pub async fn cancel(&self, id: i64) -> Result<Canceled, StoreError> {
+        self.request(id, CANCELED_BEFORE_SUBMIT).await
+    }
+
+    /// Cancels job `id` for `reason`, which becomes the job's explanation however the cancel
+    /// ends it (deprovisioning uses it to name the removal).
+    pub async fn cancel_because(&self, id: i64, reason: &str) -> Result<Canceled, StoreError> {
+        self.inner.store.set_cancel_reason(id, reason).await?;
+        self.request(id, reason).await
+    }
+
+    async fn request(&self, id: i64, before_submit: &str) -> Result<Canceled, StoreError> {
         let inner = &self.inner;
-        let Some(request) = inner
-            .store
-            .request_cancel(id, CANCELED_BEFORE_SUBMIT)
-            .await?
-        else {
+        let Some(request) = inner.store.request_cancel(id, before_submit).await? else {
             return Ok(Canceled::NotFound);
         };
         Ok(match request {

@@ -338,7 +338,12 @@ impl JobRunner {
                 None,
             ),
         };
-        let outcome = outcome::apply_cancel_flag(outcome, cancel_flag);
+        let mut outcome = outcome::apply_cancel_flag(outcome, cancel_flag);
+        if outcome.status == JobStatus::Canceled
+            && let Ok(Some(reason)) = self.inner.store.cancel_reason(job.id).await
+        {
+            outcome.explanation = reason;
+        }
         let stored = self
             .inner
             .store
@@ -431,13 +436,13 @@ impl JobRunner {
             .await
             .unwrap_or(false);
         let (status, explanation) = if canceled {
+            let why = match self.inner.store.cancel_reason(job.id).await {
+                Ok(Some(reason)) => reason,
+                _ => outcome::CANCELED_ON_REQUEST.to_string(),
+            };
             (
                 JobStatus::Canceled,
-                format!(
-                    "{} (before it ran: {})",
-                    outcome::CANCELED_ON_REQUEST,
-                    failure.explanation
-                ),
+                format!("{why} (before it ran: {})", failure.explanation),
             )
         } else {
             (JobStatus::Error, failure.explanation.clone())

@@ -6,6 +6,7 @@
 
 mod api_tokens;
 mod cancel;
+mod deprovision;
 mod groups;
 mod instances;
 mod inventories;
@@ -21,6 +22,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 pub use api_tokens::{ApiToken, TOKEN_PREFIX, TokenError, TokenRole, token_hash, well_formed};
 pub use cancel::CancelRequest;
+pub use deprovision::{Deprovision, DeprovisionCount, RemovedNode};
 pub use groups::{GroupChange, InstanceGroup};
 pub use instances::{
     HealthCheckRecord, INSTANCE_ORDER_FIELDS, Instance, InstanceFilter, Link, NewInstance,
