@@ -22,9 +22,9 @@ MESH_TESTS := --test mesh_jobs --test podman_jobs --test agent_run_supervises_re
               --test coordinator_restart \
               --test cancel_and_reaper \
               --test api_auth \
-              --test deprovision
+              --test deprovision --test hostile_api
 
-.PHONY: soak demo test build venv receptor podman ee-image lint bench-agent bench-discovery bench-jobs clean-tools mesh-up mesh-down
+.PHONY: fuzz soak demo test build venv receptor podman ee-image lint bench-agent bench-discovery bench-jobs clean-tools mesh-up mesh-down
 
 ## demo: bring up control + hop + 2 execution nodes in a temp dir and run a playbook through them
 demo: build venv receptor ee-image
@@ -41,7 +41,8 @@ mesh-down:
 ## test: unit tests, then the integration tests against real receptor and ansible-runner
 test: build venv ee-image
 	$(CARGO) test --workspace --exclude meshrun-tests
-	$(CARGO) test -p meshrun-tests --test runner_interop --test worker_info_truthful
+	$(CARGO) test -p meshrun-tests --test runner_interop --test worker_info_truthful \
+	  --test hostile_input --test fuzz_targets
 	@if packaging/receptor/install.sh $(RECEPTOR_VERSION) $(RECEPTOR); then \
 	  MESHRUN_RECEPTOR=$(RECEPTOR) $(CARGO) test -p meshrun-shared control_socket -- --ignored && \
 	  MESHRUN_RECEPTOR=$(RECEPTOR) $(CARGO) test -p meshrun-tests $(MESH_TESTS); \
@@ -53,6 +54,14 @@ test: build venv ee-image
 
 build:
 	$(CARGO) build --workspace --all-targets
+
+## fuzz: not part of `make test` (which runs each target for 32 cases): every fuzz target of
+## tests/tests/fuzz_targets.rs for FUZZ_SECS seconds (default 30), two at a time, printing
+## `FUZZ <target>: <cases> cases in <secs> s`; a failure prints the shrunk input
+FUZZ_SECS ?= 30
+fuzz:
+	set -o pipefail; FUZZ_SECS=$(FUZZ_SECS) $(CARGO) test -p meshrun-tests --test fuzz_targets \
+	  -- --nocapture --test-threads=2 2>&1 | grep -E '^(FUZZ|test |test result)'
 
 # Fault tests the soak repeats (each run once per loop); other fault test files can be added.
 SOAK_FAULT_TESTS ?= --test node_loss_and_return --test node_loss --test cancel_and_reaper --test distance_and_partitions

@@ -13,10 +13,13 @@
 //! - [`mesh`]: a builder for meshes of control, hop and execution nodes, and a running coordinator.
 //! - [`node_kill`]: a node's processes in a cgroup of their own, killed all at once with its
 //!   labelled containers.
+//! - [`hostile`]: hostile archives and streams, and a sandbox proving what a refused input
+//!   did not write.
 //! - [`wait`]: `eventually` — poll a condition until a deadline instead of sleeping.
 
 pub mod api;
 pub mod env;
+pub mod hostile;
 pub mod link_proxy;
 pub mod mesh;
 pub mod netns;

@@ -13,10 +13,12 @@
 //! # Bounds
 //! [`UnpackLimits`] caps the entries created, the bytes of each file and of all files (declared
 //! sizes are checked before a byte is written, and copies stop at the declared size), and the
-//! zstd window (so decoder memory stays bounded). Everything else is bounded per entry: names
+//! zstd window (so decoder memory stays bounded), and the compression ratio: beyond the first
+//! 64 MiB of file data, at most `max_ratio` (default 1000) bytes are written per compressed byte
+//! read, so a few KiB of zstd can no longer make gigabytes of zeros on every unpack (highly
+//! compressible projects stay legal below that). Everything else is bounded per entry: names
 //! and link targets at 4 KiB, long-name and PAX records at 64 KiB, directories and links may
-//! carry no data. There is no compression-ratio limit: highly compressible projects are legal,
-//! and the limits above already bound disk, memory and decompression work.
+//! carry no data.
 //!
 //! # End of the archive
 //! The tar stream must end with its end-of-archive marker (two zero blocks). Zero padding
@@ -39,7 +41,7 @@ use std::io;
 use std::path::PathBuf;
 
 pub use pack::{DEFAULT_LEVEL, pack, pack_without};
-pub use unpack::{UnpackLimits, UnpackSummary, unpack};
+pub use unpack::{RATIO_FREE_BYTES, UnpackLimits, UnpackSummary, unpack};
 
 /// Why packing or unpacking a project archive failed.
 #[derive(Debug, thiserror::Error)]
@@ -213,6 +215,18 @@ pub enum Refusal {
     #[error("the archive has more than {limit} entries")]
     TooManyEntries {
         /// The limit.
+        limit: u64,
+    },
+    /// The files decompress to far more than the compressed bytes read (a zstd bomb).
+    #[error(
+        "the files so far decompress to {written} bytes from {read} compressed bytes, above the limit of {limit} bytes per compressed byte (a zstd bomb?)"
+    )]
+    RatioTooHigh {
+        /// File bytes written.
+        written: u64,
+        /// Compressed bytes read.
+        read: u64,
+        /// The limit ([`UnpackLimits::max_ratio`]).
         limit: u64,
     },
     /// A file whose data turned out longer than its declared size.

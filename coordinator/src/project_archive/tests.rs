@@ -3,7 +3,7 @@
 //! bytes), each also checking that nothing appeared outside the destination.
 
 use std::fs::{self, File, FileTimes};
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -1096,4 +1096,58 @@ fn measure_throughput() {
         unpack_time.as_secs_f64(),
         mb / unpack_time.as_secs_f64()
     );
+}
+
+/// A tar.zst holding `files` files of `size` zeros each, made without holding them in memory.
+fn zeros_archive(files: usize, size: u64) -> Vec<u8> {
+    let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+    let chunk = vec![0u8; 1 << 20];
+    for i in 0..files {
+        let h = header(format!("zeros{i}").as_bytes(), EntryType::Regular, size);
+        enc.write_all(h.as_bytes()).unwrap();
+        let mut left = size;
+        while left > 0 {
+            let n = left.min(chunk.len() as u64);
+            enc.write_all(&chunk[..n as usize]).unwrap();
+            left -= n;
+        }
+        let pad = (512 - size % 512) % 512;
+        enc.write_all(&vec![0u8; pad as usize]).unwrap();
+    }
+    enc.write_all(&[0u8; 1024]).unwrap();
+    enc.finish().unwrap()
+}
+
+#[test]
+fn a_zstd_bomb_is_stopped_by_the_compression_ratio() {
+    // 96 MiB of zeros in about 10 KiB: every size is within the default limits.
+    let bomb = zeros_archive(1, 96 << 20);
+    assert!(bomb.len() < 64 * 1024, "{}", bomb.len());
+    let scratch = Scratch::new();
+    let (entry, reason) = refusal(scratch.unpack(&bomb, &UnpackLimits::default()));
+    assert_eq!(entry, "zeros0");
+    match reason {
+        Refusal::RatioTooHigh {
+            written,
+            read,
+            limit: 1000,
+        } => {
+            assert!(
+                written > RATIO_FREE_BYTES && written > read * 1000,
+                "{written} {read}"
+            );
+            assert!(written <= RATIO_FREE_BYTES + (64 << 10) + read * 1000);
+        }
+        other => panic!("unexpected {other}"),
+    }
+    // What was written before the refusal is bounded (the caller deletes dest).
+    let partial = fs::metadata(scratch.dest().join("zeros0")).unwrap().len();
+    assert!(partial <= RATIO_FREE_BYTES + (128 << 10), "{partial}");
+    // Switched off, the same archive unpacks.
+    let off = UnpackLimits {
+        max_ratio: 0,
+        ..UnpackLimits::default()
+    };
+    let summary = Scratch::new().unpack(&bomb, &off).unwrap();
+    assert_eq!(summary.bytes, 96 << 20);
 }

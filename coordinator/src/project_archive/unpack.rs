@@ -2,11 +2,13 @@
 //! bounded decoder memory, entry-by-entry checks before anything is created, and a stream that
 //! must end properly before the result counts as a success.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
+use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use tar::{Entry, EntryType, PaxExtensions};
@@ -24,6 +26,8 @@ const MAX_MTIME: u64 = 253_402_300_799;
 const BLOCK: u64 = 512;
 /// All entry names together (each is at most 4 KiB): bounds the bookkeeping kept in memory.
 const MAX_NAME_BYTES_TOTAL: u64 = 64 * 1024 * 1024;
+/// File bytes an archive may always produce, whatever its compression ratio.
+pub const RATIO_FREE_BYTES: u64 = 64 << 20;
 
 /// What an archive may contain at most. Everything that is not file data (headers, names,
 /// padding) is bounded per entry, so these also bound the work done decompressing.
@@ -39,6 +43,10 @@ pub struct UnpackLimits {
     /// Largest zstd window accepted, as a power of two: the decoder's memory stays below
     /// about this. Frames asking for more are refused.
     pub max_window_log: u32,
+    /// Most file bytes written per compressed byte read, once more than [`RATIO_FREE_BYTES`]
+    /// were written (0: no limit). zstd turns a few KiB into gigabytes of zeros; real projects
+    /// (text, a few binaries) stay far below 1000:1.
+    pub max_ratio: u64,
 }
 
 impl Default for UnpackLimits {
@@ -48,6 +56,7 @@ impl Default for UnpackLimits {
             max_total_bytes: 4 << 30,
             max_entry_bytes: 1 << 30,
             max_window_log: 27,
+            max_ratio: 1000,
         }
     }
 }
@@ -79,6 +88,11 @@ pub fn unpack<R: Read>(
     limits: &UnpackLimits,
 ) -> Result<UnpackSummary, ProjectArchiveError> {
     prepare_dest(dest)?;
+    let compressed = Rc::new(Cell::new(0u64));
+    let input = CountingInput {
+        inner: input,
+        count: Rc::clone(&compressed),
+    };
     let mut decoder =
         zstd::stream::read::Decoder::new(input).map_err(|source| ProjectArchiveError::Corrupt {
             after: START.to_string(),
@@ -91,7 +105,7 @@ pub fn unpack<R: Read>(
         inner: decoder,
         count: 0,
     };
-    let mut extractor = Extractor::new(dest, limits);
+    let mut extractor = Extractor::new(dest, limits, compressed);
     {
         let mut archive = tar::Archive::new(&mut stream);
         let entries = archive
@@ -140,6 +154,20 @@ fn prepare_dest(dest: &Path) -> Result<(), ProjectArchiveError> {
             fs::create_dir_all(dest).map_err(|e| refuse(e.to_string()))
         }
         Err(e) => Err(refuse(e.to_string())),
+    }
+}
+
+/// Counts the compressed bytes read, for the compression-ratio limit.
+struct CountingInput<R> {
+    inner: R,
+    count: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for CountingInput<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get().saturating_add(n as u64));
+        Ok(n)
     }
 }
 
@@ -198,6 +226,8 @@ struct Extractor<'a> {
     last_name: Option<String>,
     /// Offset in the tar stream just after the last entry's (padded) data.
     end_of_entries: u64,
+    /// Compressed bytes read so far (shared with the reader under the zstd decoder).
+    compressed: Rc<Cell<u64>>,
 }
 
 fn lossy(raw: &[u8]) -> String {
@@ -205,7 +235,7 @@ fn lossy(raw: &[u8]) -> String {
 }
 
 impl<'a> Extractor<'a> {
-    fn new(dest: &'a Path, limits: &'a UnpackLimits) -> Self {
+    fn new(dest: &'a Path, limits: &'a UnpackLimits, compressed: Rc<Cell<u64>>) -> Self {
         Extractor {
             dest,
             limits,
@@ -218,6 +248,7 @@ impl<'a> Extractor<'a> {
             bytes: 0,
             last_name: None,
             end_of_entries: 0,
+            compressed,
         }
     }
 
@@ -562,10 +593,28 @@ impl<'a> Extractor<'a> {
             .mode(0o600)
             .open(path)
             .map_err(|e| self.write_err(path, e))?;
-        let copied = copy_at_most(entry, &mut file, size).map_err(|e| match e {
+        let (before, ratio) = (self.bytes, self.limits.max_ratio);
+        let compressed = Rc::clone(&self.compressed);
+        let mut check = |copied: u64| {
+            let written = before.saturating_add(copied);
+            let read = compressed.get();
+            if ratio > 0 && written > RATIO_FREE_BYTES && written > read.saturating_mul(ratio) {
+                return Err(CopyError::Ratio { written, read });
+            }
+            Ok(())
+        };
+        let copied = copy_checked(entry, &mut file, size, &mut check).map_err(|e| match e {
             CopyError::Read(source) => self.corrupt(source),
             CopyError::Write(source) => self.write_err(path, source),
             CopyError::TooLong => refused(name, Refusal::LongerThanDeclared { declared: size }),
+            CopyError::Ratio { written, read } => refused(
+                name,
+                Refusal::RatioTooHigh {
+                    written,
+                    read,
+                    limit: ratio,
+                },
+            ),
         })?;
         if copied != size {
             return Err(self.corrupt(io::Error::new(
@@ -699,14 +748,32 @@ pub(super) enum CopyError {
     Write(io::Error),
     /// The reader had more than the declared size.
     TooLong,
+    /// Too many bytes written per compressed byte read.
+    Ratio {
+        /// File bytes written, this file included.
+        written: u64,
+        /// Compressed bytes read.
+        read: u64,
+    },
 }
 
 /// Copies `reader` to `writer`, counting as it goes and failing as soon as more than
 /// `declared` bytes arrive, so the declared size is a hard bound on what is written.
+#[cfg(test)]
 pub(super) fn copy_at_most<R: Read, W: Write>(
     reader: &mut R,
     writer: &mut W,
     declared: u64,
+) -> Result<u64, CopyError> {
+    copy_checked(reader, writer, declared, &mut |_| Ok(()))
+}
+
+/// [`copy_at_most`], calling `check` with the bytes copied so far before each write.
+fn copy_checked<R: Read, W: Write>(
+    reader: &mut R,
+    writer: &mut W,
+    declared: u64,
+    check: &mut dyn FnMut(u64) -> Result<(), CopyError>,
 ) -> Result<u64, CopyError> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut copied = 0u64;
@@ -721,6 +788,7 @@ pub(super) fn copy_at_most<R: Read, W: Write>(
         if copied > declared {
             return Err(CopyError::TooLong);
         }
+        check(copied)?;
         writer.write_all(&buf[..n]).map_err(CopyError::Write)?;
     }
 }

@@ -290,6 +290,10 @@ async fn read_artifacts(zip: &Path, dest: &Path) -> Option<i64> {
             &ExtractLimits::default(),
         ) {
             tracing::warn!(error = %e, "cannot extract the job's artifacts");
+            // Nothing of a refused archive (a zip bomb, an escaping name) is kept.
+            if let Err(e) = std::fs::remove_dir_all(&dest) {
+                tracing::warn!(error = %e, dir = %dest.display(), "cannot remove partial artifacts");
+            }
             return None;
         }
         std::fs::read_to_string(dest.join("rc"))

@@ -44,6 +44,8 @@ pub fn extract_zip<R: Read + Seek>(
     dest: &Path,
     limits: &ExtractLimits,
 ) -> Result<ExtractSummary, ArchiveError> {
+    let mut input = input;
+    let archive_bytes = archive_len(&mut input)?;
     let mut archive = ZipArchive::new(input).map_err(zip_err("reading the central directory"))?;
     let plan = plan_entries(&mut archive, limits)?;
     fs::create_dir_all(dest).map_err(io_err("create directory", dest))?;
@@ -52,6 +54,7 @@ pub fn extract_zip<R: Read + Seek>(
         limits,
         summary: ExtractSummary::default(),
         created_dirs: HashMap::new(),
+        archive_bytes,
     };
     for entry in &plan {
         let mut file = archive
@@ -61,6 +64,21 @@ pub fn extract_zip<R: Read + Seek>(
     }
     extractor.finish_dirs()?;
     Ok(extractor.summary)
+}
+
+/// Bytes from the reader's position to its end (the position is restored).
+fn archive_len<R: Seek>(input: &mut R) -> Result<u64, ArchiveError> {
+    let measure = |input: &mut R| -> io::Result<u64> {
+        let start = input.stream_position()?;
+        let end = input.seek(io::SeekFrom::End(0))?;
+        input.seek(io::SeekFrom::Start(start))?;
+        Ok(end.saturating_sub(start))
+    };
+    measure(input).map_err(|source| ArchiveError::Io {
+        op: "measure",
+        path: PathBuf::from("the archive"),
+        source,
+    })
 }
 
 /// Validates every entry and the declared sizes before anything touches the disk.
@@ -283,6 +301,8 @@ struct Extractor<'a> {
     summary: ExtractSummary,
     /// Directories created by this extraction; pre-existing ones are never chmod-ed or touched.
     created_dirs: HashMap<PathBuf, DirFixup>,
+    /// Size of the archive, for the compression-ratio limit.
+    archive_bytes: u64,
 }
 
 impl Extractor<'_> {
@@ -468,6 +488,18 @@ impl Extractor<'_> {
                 which: "actual",
                 total: self.summary.bytes,
                 max: self.limits.max_total_bytes,
+            });
+        }
+        let ratio = self.limits.max_ratio;
+        if ratio > 0
+            && self.summary.bytes > RATIO_FREE_BYTES
+            && self.summary.bytes > self.archive_bytes.saturating_mul(ratio)
+        {
+            return Err(ArchiveError::RatioTooHigh {
+                name: entry.name.clone(),
+                total: self.summary.bytes,
+                archive_bytes: self.archive_bytes,
+                max_ratio: ratio,
             });
         }
         Ok(())

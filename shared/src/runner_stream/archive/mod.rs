@@ -66,7 +66,11 @@ const DOS_EPOCH_SECS: i64 = 315_532_800;
 const DOS_MAX_SECS: i64 = 4_354_819_198;
 const COPY_BUF: usize = 64 * 1024;
 
-/// Limits for extraction (bombs). Default: 100_000 entries, 8 GiB total uncompressed, 4 GiB per entry.
+/// Decompressed bytes an archive may always produce, whatever its compression ratio.
+pub const RATIO_FREE_BYTES: u64 = 1 << 20;
+
+/// Limits for extraction (bombs). Default: 100_000 entries, 8 GiB total uncompressed, 4 GiB per
+/// entry, and at most 200 decompressed bytes per archive byte beyond [`RATIO_FREE_BYTES`].
 #[derive(Debug, Clone)]
 pub struct ExtractLimits {
     /// Most entries (files, dirs, links) an archive may hold.
@@ -75,6 +79,11 @@ pub struct ExtractLimits {
     pub max_total_bytes: u64,
     /// Most decompressed bytes in one entry, declared or actual.
     pub max_entry_bytes: u64,
+    /// Most decompressed bytes (actual, over all entries) per byte of archive, once more than
+    /// [`RATIO_FREE_BYTES`] were written; 0 turns the check off. Deflate reaches about 1030:1 on
+    /// zeros, real artifacts (JSON events, text output) stay far below 200:1, so a small archive
+    /// can no longer fill the disk up to `max_total_bytes`.
+    pub max_ratio: u64,
 }
 
 impl Default for ExtractLimits {
@@ -83,6 +92,7 @@ impl Default for ExtractLimits {
             max_entries: 100_000,
             max_total_bytes: 8 << 30,
             max_entry_bytes: 4 << 30,
+            max_ratio: 200,
         }
     }
 }
@@ -247,6 +257,20 @@ pub enum ArchiveError {
         total: u64,
         /// The limit.
         max: u64,
+    },
+    /// The archive decompresses to far more than its size (a zip bomb).
+    #[error(
+        "entry {name:?}: {total} bytes decompressed from a {archive_bytes}-byte archive, over the limit of {max_ratio} bytes per archive byte (a zip bomb?)"
+    )]
+    RatioTooHigh {
+        /// The entry that crossed the limit.
+        name: String,
+        /// Bytes decompressed so far.
+        total: u64,
+        /// Size of the whole archive.
+        archive_bytes: u64,
+        /// The limit.
+        max_ratio: u64,
     },
     /// Something already on disk (or created earlier from the archive) is in the way.
     #[error("entry {name:?}: cannot create {path:?}: {reason}")]

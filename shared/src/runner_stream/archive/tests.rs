@@ -732,6 +732,7 @@ fn small_limits() -> ExtractLimits {
         max_entries: 100,
         max_total_bytes: 1000,
         max_entry_bytes: 700,
+        max_ratio: 0,
     }
 }
 
@@ -990,4 +991,50 @@ fn error_messages_name_the_entry() {
     let msg = err.to_string();
     assert!(msg.contains(r#""x/../../evil\n""#), "{msg}");
     assert!(msg.contains("'..'"), "{msg}");
+}
+
+#[test]
+fn a_high_ratio_bomb_is_stopped_soon_after_the_ratio_free_allowance() {
+    let mut writer = ZipWriter::new(Cursor::new(Vec::new()));
+    for name in ["a", "b"] {
+        writer
+            .start_file(
+                name,
+                FullFileOptions::default().compression_method(CompressionMethod::Deflated),
+            )
+            .unwrap();
+        writer.write_all(&vec![0u8; 4 << 20]).unwrap();
+    }
+    let zip = writer.finish().unwrap().into_inner();
+    assert!(zip.len() < 40_000, "the bomb should compress well");
+    let tmp = tempfile::tempdir().unwrap();
+    // Default limits: 8 GiB total would let it through; the ratio does not.
+    let err = extract_zip(Cursor::new(&zip), tmp.path(), &ExtractLimits::default()).unwrap_err();
+    match &err {
+        ArchiveError::RatioTooHigh {
+            name,
+            total,
+            archive_bytes,
+            max_ratio: 200,
+        } => {
+            assert_eq!(name, "a");
+            assert_eq!(*archive_bytes, zip.len() as u64);
+            let allowed = super::RATIO_FREE_BYTES.max(archive_bytes * 200);
+            assert!(
+                *total > allowed && *total <= allowed + COPY_BUF as u64,
+                "{total}"
+            );
+        }
+        other => panic!("unexpected {other}"),
+    }
+    assert!(err.to_string().contains("zip bomb"), "{err}");
+    assert!(!tmp.path().join("a").exists() && !tmp.path().join("b").exists());
+    // Switched off, the same archive extracts.
+    let off = ExtractLimits {
+        max_ratio: 0,
+        ..ExtractLimits::default()
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let summary = extract_zip(Cursor::new(&zip), tmp.path(), &off).unwrap();
+    assert_eq!(summary.bytes, 8 << 20);
 }
