@@ -57,6 +57,12 @@ pub enum NodeIdError {
         /// The refused id.
         id: String,
     },
+    /// The id is only dots (`.`, `..`): as a directory or file name it would point elsewhere.
+    #[error("node id {id:?} is only dots: it would name a directory, not a node")]
+    DotsOnly {
+        /// The refused id.
+        id: String,
+    },
 }
 
 fn shown(s: &str) -> String {
@@ -84,6 +90,9 @@ fn check(s: &str) -> Result<(), NodeIdError> {
     }
     if s.eq_ignore_ascii_case("localhost") {
         return Err(NodeIdError::Reserved { id: s.to_string() });
+    }
+    if s.chars().all(|c| c == '.') {
+        return Err(NodeIdError::DotsOnly { id: s.to_string() });
     }
     Ok(())
 }
@@ -165,7 +174,7 @@ mod tests {
             "awx-task-abc",
             "A_b.C-9",
             "0",
-            "...",
+            ".a.",
             "-lead",
             "localhost1",
             "my.localhost",
@@ -188,6 +197,18 @@ mod tests {
         let err = NodeId::new("").unwrap_err();
         assert_eq!(err, NodeIdError::Empty);
         assert!(err.to_string().contains("[A-Za-z0-9._-]"));
+    }
+
+    #[test]
+    fn dots_only_are_refused_but_dots_inside_a_name_are_fine() {
+        for id in [".", "..", "..."] {
+            assert!(
+                matches!(NodeId::new(id), Err(NodeIdError::DotsOnly { .. })),
+                "{id}"
+            );
+        }
+        assert!(NodeId::new("exec1.example.com").is_ok());
+        assert!(NodeId::new(".hidden").is_ok());
     }
 
     #[test]

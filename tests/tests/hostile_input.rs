@@ -41,8 +41,9 @@
 //! | 93 | join token over 4 KiB                                       | `join_tokens`                      |
 //! | 94–98 | CSRs: garbage, a certificate instead, broken signature, over 16 KiB, empty | `csrs_refused` |
 //! | 99 | CSR whose subject and SAN claim another node id             | `csr_for_another_id_gets_only_the_requested_id` |
+//! | 100–101 | node-id fixtures: `.` and `..` (only dots)            | `node_ids`                         |
 //!
-//! 99 cases here, plus the API cases of `hostile_api.rs` (see its table).
+//! 101 cases here, plus the API cases of `hostile_api.rs` (see its table).
 
 use std::fs;
 use std::io::{Cursor, Read};
@@ -626,7 +627,7 @@ fn node_ids() {
             (wanted.to_string(), id.to_string())
         })
         .collect();
-    assert_eq!(cases.len(), 14);
+    assert_eq!(cases.len(), 16);
     cases.push(("node id is empty".into(), String::new()));
     cases.push(("has '\\n' at position 4".into(), "exec\nexec2".into()));
     cases.push(("has '\\0' at position 1".into(), "a\0b".into()));
