@@ -22,7 +22,8 @@ MESH_TESTS := --test mesh_jobs --test podman_jobs --test agent_run_supervises_re
               --test coordinator_restart \
               --test cancel_and_reaper \
               --test api_auth \
-              --test deprovision --test hostile_api
+              --test deprovision --test hostile_api \
+              --test join_and_renew
 
 .PHONY: fuzz soak demo test build venv receptor podman ee-image lint bench-agent bench-discovery bench-jobs clean-tools mesh-up mesh-down
 

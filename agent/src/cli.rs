@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config_cmd::{self, ConfigArgs};
 use crate::settings::AgentSettings;
-use crate::{logging, run, worker};
+use crate::{join, logging, run, worker};
 
 /// Exit code for a usage or configuration error (sysexits' EX_USAGE).
 pub const EXIT_USAGE: u8 = 64;
@@ -29,6 +29,8 @@ pub struct Cli {
 pub enum Command {
     /// Print receptor.conf for a node of the given type.
     Config(Box<ConfigArgs>),
+    /// Join the mesh with a join token: make a key, get a certificate, write agent.toml.
+    Join(Box<join::JoinArgs>),
     /// Write receptor.conf from the agent config and run receptor (the node's service).
     Run,
     /// The receptor work-command: run one unit's job (reads the stream on stdin).
@@ -73,6 +75,7 @@ pub fn main() -> ExitCode {
                 }
             }
         }
+        Command::Join(args) => join::main(&args),
         Command::Run => run::main(cli.config.as_deref()),
         Command::Worker(args) => {
             let settings = AgentSettings::load(cli.config.as_deref());

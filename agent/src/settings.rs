@@ -43,6 +43,24 @@ pub struct AgentSettings {
     /// The node's receptor, for `meshrun-agent run`.
     #[serde(default)]
     pub receptor: ReceptorSettings,
+    /// Written by `meshrun-agent join`: where the node's certificate is renewed.
+    #[serde(default)]
+    pub join: Option<JoinSettings>,
+}
+
+/// How `meshrun-agent run` renews the node's certificate (written by `join`).
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct JoinSettings {
+    /// The coordinator's API URL (`https://host:port`).
+    pub coordinator: String,
+    /// Seconds between two looks at the certificate's remaining life.
+    #[serde(default = "default_renew_check")]
+    pub renew_check_secs: u64,
+}
+
+fn default_renew_check() -> u64 {
+    300
 }
 
 /// Where jobs run.
@@ -319,6 +337,7 @@ impl Default for AgentSettings {
             capacity: CapacitySettings::default(),
             node: None,
             receptor: ReceptorSettings::default(),
+            join: None,
         }
     }
 }

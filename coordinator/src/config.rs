@@ -80,6 +80,18 @@ pub struct PkiSettings {
     /// first API name or IP + the API port).
     #[serde(default)]
     pub public_url: Option<String>,
+    /// Node certificates' lifetime in seconds, overriding `node_cert_days` (for tests that must
+    /// see a renewal within minutes; not meant for production).
+    #[serde(default)]
+    pub node_cert_secs: Option<u64>,
+    /// The work-verification public key handed to joining nodes when the coordinator runs no
+    /// `[control_node]` (with one, its `work_verification_key` is used).
+    #[serde(default)]
+    pub work_verification_key: Option<PathBuf>,
+    /// The listener (`host:port`) joining nodes dial when they name no `--peer` (default: the
+    /// managed control node's listener, at its bind address or the public URL's host).
+    #[serde(default)]
+    pub join_peer: Option<String>,
 }
 
 /// Node certificates' default lifetime in days.
@@ -258,6 +270,11 @@ pub struct ControlNodeSettings {
     /// receptor's log level.
     #[serde(default = "default_receptor_log_level")]
     pub log_level: String,
+    /// Mutual TLS on the control node's listener and mesh links, with a certificate the
+    /// coordinator issues from the mesh CA (on unless `mesh_tls = false`; nodes that dial in
+    /// then need a certificate from `meshrun-agent join`).
+    #[serde(default = "default_true")]
+    pub mesh_tls: bool,
 }
 
 fn default_discovery_period() -> f64 {

@@ -75,7 +75,8 @@ pub fn server_config(cert: &Path, key: &Path, ca_der: &[u8]) -> Result<ServerCon
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key_der)
         .map_err(|e| HttpsError::Config(e.to_string()))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // axum here speaks HTTP/1.1 only; offering h2 would let clients pick a protocol it cannot serve.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
 

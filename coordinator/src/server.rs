@@ -78,19 +78,78 @@ async fn control_node_id(config: &CoordinatorConfig) -> Result<String, ServeErro
 
 /// Runs the coordinator until `shutdown` is cancelled. With `[control_node]` configured, the
 /// coordinator first starts the control node's receptor and stops it last.
-pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Result<(), ServeError> {
+pub async fn run(
+    mut config: CoordinatorConfig,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
     let pki = std::sync::Arc::new(crate::pki::PkiContext::load(&config)?);
     let control_node = match &config.control_node {
         Some(settings) => {
-            Some(ControlNode::start(settings, &config.receptor_socket, &config.data_dir).await?)
+            let mesh_tls = settings.mesh_tls.then(|| control_node_tls(&config, &pki));
+            Some(
+                ControlNode::start(
+                    settings,
+                    &config.receptor_socket,
+                    &config.data_dir,
+                    mesh_tls,
+                )
+                .await?,
+            )
         }
         None => None,
     };
+    // A managed control node with mesh TLS has the renderer's tls-client: remote nodes whose
+    // control service is TLS are reached with it.
+    if config.control_node.as_ref().is_some_and(|c| c.mesh_tls) && config.tls_client.is_none() {
+        config.tls_client = Some(meshrun_shared::receptor_conf::TLS_CLIENT_NAME.to_string());
+    }
     let served = serve(config, pki, shutdown).await;
     if let Some(node) = control_node {
         node.stop().await;
     }
     served
+}
+
+/// The names the control node's certificate carries: where nodes dial it (the join peer and its
+/// bind address) plus the API's names and addresses.
+fn control_node_tls(
+    config: &CoordinatorConfig,
+    pki: &std::sync::Arc<crate::pki::PkiContext>,
+) -> crate::control_node::MeshTls {
+    use std::net::IpAddr;
+    let mut dns = crate::pki::context::api_names(config);
+    let mut ips = crate::pki::context::api_ips(config);
+    let hosts = pki
+        .join_peer
+        .as_deref()
+        .and_then(|p| crate::api::split_host_port(p).map(|(h, _)| h.to_string()))
+        .into_iter()
+        .chain(
+            config
+                .control_node
+                .as_ref()
+                .and_then(|c| c.listen_bind.clone()),
+        );
+    for host in hosts {
+        match host.parse::<IpAddr>() {
+            Ok(ip) if ip.is_unspecified() => {}
+            Ok(ip) => {
+                if !ips.contains(&ip) {
+                    ips.push(ip);
+                }
+            }
+            Err(_) => {
+                if crate::pki::issue::check_dns_name(&host).is_ok() && !dns.contains(&host) {
+                    dns.push(host);
+                }
+            }
+        }
+    }
+    crate::control_node::MeshTls {
+        pki: pki.clone(),
+        dns_names: dns,
+        ip_addresses: ips,
+    }
 }
 
 async fn serve(

@@ -2,6 +2,7 @@
 # `make mesh-up`: the demo mesh, left running in the background —
 #   control (meshrun-coordinator, which runs the control node's receptor itself, listening)
 #     <- hop (meshrun-agent run, dials control, listens) <- exec1, exec2 (meshrun-agent run, podman)
+# — hop, exec1 and exec2 joined with tokens (`meshrun-agent join --no-start`), every link mutual TLS
 # — with every config, socket, key, log and database under <repo>/.meshrun/ (git-ignored).
 # Writes .meshrun/demo.env (MESHRUN_URL, MESHRUN_TOKEN, PATH; mode 0600) for the meshrun CLI. Every process it starts is
 # recorded in .meshrun/pids; `make mesh-down` stops exactly those.
@@ -110,19 +111,30 @@ agent_config = "$d/agent.toml"
 work_signing_key = "$d/keys/work.key"
 work_verification_key = "$d/work.pub"
 TOML
-  { agent_toml hop
-    printf '\n[node]\nnode_type = "hop"\nlisten = %s\nbind = "127.0.0.1"\npeers = ["127.0.0.1:%s"]\n' \
-      "$HOP_PORT" "$CONTROL_PORT"
-    receptor_section hop
-  } | write_if_changed "$mesh/hop/agent.toml"
-  for name in exec1 exec2; do
-    { agent_toml "$name"
-      # Execution nodes verify the control node's signature on every unit.
-      printf '\n[node]\nnode_type = "execution"\npeers = ["127.0.0.1:%s"]\nwork_verification_key = "%s"\n' \
-        "$HOP_PORT" "$d/work.pub"
-      receptor_section "$name"
-    } | write_if_changed "$mesh/$name/agent.toml"
+  # hop, exec1 and exec2 get their [node] and TLS files from `meshrun-agent join` (join_node);
+  # until they joined, only the shared part is written (a joined agent.toml is left alone).
+  for name in hop exec1 exec2; do
+    if [ ! -s "$mesh/$name/tls/node.crt" ]; then
+      { agent_toml "$name"; receptor_section "$name"; } | write_if_changed "$mesh/$name/agent.toml"
+    fi
   done
+}
+
+# join_node NAME TYPE [join args...]: unless NAME already joined, a join token from the
+# coordinator and `meshrun-agent join --no-start` (the key is made on the node; the certificate
+# comes from the mesh CA; every link is then mutual TLS).
+join_node() {
+  local name=$1 type=$2 token
+  shift 2
+  if [ -s "$mesh/$name/tls/node.crt" ]; then
+    echo "$name: already joined"
+    return
+  fi
+  token=$(MESHRUN_URL=$api MESHRUN_TOKEN=$api_token MESHRUN_CA_CERT=$ca_cert \
+    "$bin/meshrun" token create --node-type "$type" --ttl 10m --name "mesh-up $name")
+  "$bin/meshrun-agent" join --coordinator "$api" --token "$token" --id "$name" \
+    --node-type "$type" --config-dir "$mesh/$name" --no-start "$@" >> "$mesh/$name/join.log"
+  echo "$name: joined as $type"
 }
 
 # start NAME: starts the node's program in its own session (so it outlives this shell and a
@@ -160,7 +172,7 @@ wait_for() {
   exit 1
 }
 
-api_up() { [ -s "$ca_cert" ] && curl -fsS --cacert "$ca_cert" "$api/api/v2/ping/" > /dev/null; }
+api_up() { [ -s "$ca_cert" ] && curl --http1.1 -fsS --cacert "$ca_cert" "$api/api/v2/ping/" > /dev/null; }
 
 # routable NODES...: true once the control node's receptor routes to every one of them.
 routable() { python3 "$root/packaging/mesh/routable.py" "$mesh/control/receptor.sock" "$@"; }
@@ -201,8 +213,11 @@ start control
 # The first start makes the work-signing key pair that the execution nodes verify with.
 wait_for "the coordinator's API at $api" 120 api_up
 wait_for "the work-verification key" 10 test -s "$mesh/control/work.pub"
+join_node hop hop --listen "$HOP_PORT" --advertise "127.0.0.1:$HOP_PORT"
 start hop
 wait_for "a route from control to hop" 60 routable hop
+join_node exec1 execution --peer "127.0.0.1:$HOP_PORT"
+join_node exec2 execution --peer "127.0.0.1:$HOP_PORT"
 start exec1
 start exec2
 wait_for "routes from control to exec1 and exec2" 60 routable hop exec1 exec2

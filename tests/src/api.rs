@@ -116,6 +116,16 @@ pub fn get_text(mesh: &Mesh, path: &str) -> (StatusCode, String) {
     )
 }
 
+/// `DELETE path` as text, with its status.
+pub fn delete(mesh: &Mesh, path: &str) -> (StatusCode, String) {
+    let r = client(mesh)
+        .delete(format!("{}{path}", mesh.api()))
+        .send()
+        .unwrap_or_else(|e| panic!("DELETE {path}: {e}"));
+    let status = r.status();
+    (status, r.text().unwrap_or_default())
+}
+
 /// `GET path`, with its status.
 pub fn get(mesh: &Mesh, path: &str) -> (StatusCode, Value) {
     answer(

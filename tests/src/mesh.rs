@@ -9,6 +9,7 @@
 //! or cut ([`Mesh::link`]).
 
 pub mod coordinator_restart;
+pub mod joined;
 pub mod managed_control;
 
 use std::collections::BTreeMap;

@@ -182,6 +182,7 @@ fn git_projects_are_checked_out_on_the_control_node_and_jobs_run_their_revision(
             // The repository is read through a read-only mount, which the node must allow.
             agent_extra: format!("volume_roots = [\"{}\"]\n", repos.display()),
             coordinator_extra: "[projects]\nallow_file_urls = true\n".into(),
+            ..ManagedOptions::default()
         },
     );
     api::wait_ready(&mesh, "control");

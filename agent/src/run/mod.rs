@@ -8,12 +8,14 @@
 //! - [`conf_file`]: which entries the agent owns, the merge, the atomic write.
 //! - [`change`]: nothing, reload or restart, for a config change.
 //! - [`control`]: the `reload` command over the control socket.
+//! - [`renew`]: renewing the node's certificate before it expires.
 //! - [`supervisor`]: the receptor process, its restarts and its stop.
 
 pub mod change;
 pub mod conf_file;
 pub mod control;
 pub mod plan;
+pub mod renew;
 pub mod supervisor;
 
 use std::path::{Path, PathBuf};
@@ -106,7 +108,8 @@ fn run_until_signalled(config: Option<&Path>) -> Result<(), RunError> {
             source,
         })?;
     runtime.block_on(async move {
-        let control = forward_signals()?;
+        let (control_tx, control) = forward_signals()?;
+        tokio::spawn(renew::renew_loop(agent_config.clone(), control_tx));
         let reload_from = agent_config.clone();
         let supervisor = Supervisor::new(plan, move || {
             RunPlan::load(&reload_from, &worker_command).map_err(|e| e.to_string())
@@ -134,7 +137,7 @@ fn this_executable() -> Result<PathBuf, RunError> {
 
 /// SIGHUP becomes [`Control::Reconfigure`]; SIGTERM and SIGINT become [`Control::Stop`].
 /// The handlers are installed before receptor starts, so no signal is missed.
-fn forward_signals() -> Result<mpsc::Receiver<Control>, RunError> {
+fn forward_signals() -> Result<(mpsc::Sender<Control>, mpsc::Receiver<Control>), RunError> {
     let setup = |source| RunError::Setup {
         what: "cannot install signal handlers",
         source,
@@ -143,6 +146,7 @@ fn forward_signals() -> Result<mpsc::Receiver<Control>, RunError> {
     let mut term = signal(SignalKind::terminate()).map_err(setup)?;
     let mut int = signal(SignalKind::interrupt()).map_err(setup)?;
     let (tx, rx) = mpsc::channel(16);
+    let ours = tx.clone();
     tokio::spawn(async move {
         loop {
             let request = tokio::select! {
@@ -156,5 +160,5 @@ fn forward_signals() -> Result<mpsc::Receiver<Control>, RunError> {
             }
         }
     });
-    Ok(rx)
+    Ok((ours, rx))
 }

@@ -34,6 +34,9 @@ pub enum Control {
     Reconfigure,
     /// Stop receptor and return (SIGTERM, SIGINT).
     Stop,
+    /// Restart receptor with the same configuration: it reads its TLS files only at start, so
+    /// a renewed certificate needs one. Detached work runners live on.
+    Restart,
 }
 
 /// Why receptor could not be started.
@@ -169,6 +172,10 @@ impl Supervisor {
                 }
                 request = control.recv() => match request {
                     Some(Control::Reconfigure) => self.reconfigure().await,
+                    Some(Control::Restart) => {
+                        tracing::info!("restarting receptor to load new files");
+                        self.restart().await;
+                    }
                     Some(Control::Stop) | None => {
                         self.stop().await;
                         return Ok(());

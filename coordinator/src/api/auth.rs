@@ -17,7 +17,16 @@ pub const OPEN_ROUTES: &[(Method, &str)] = &[
     (Method::HEAD, "/api/v2/ping/"),
     // Nodes joining the mesh prove themselves with a join token, not an API token.
     (Method::POST, "/api/v2/join/"),
+    // The CA certificate is public; the joining node checks it against its token's fingerprint.
+    (Method::GET, "/api/v2/join/ca/"),
+    // Renewal is authenticated by the node's current certificate (mutual TLS).
+    (Method::POST, "/api/v2/join/renew/"),
 ];
+
+/// The API token a request was authenticated with (its name), for handlers that record who
+/// did something. Absent when auth is off or the route is open.
+#[derive(Debug, Clone)]
+pub struct Caller(pub String);
 
 /// What the auth layer needs.
 #[derive(Debug, Clone)]
@@ -106,6 +115,8 @@ async fn check(State(auth): State<ApiAuth>, request: Request, next: Next) -> Res
     if let Err(e) = auth.store.touch_api_token(found.id).await {
         tracing::warn!(error = %e, token = %found.name, "cannot record a token's last use");
     }
+    let mut request = request;
+    request.extensions_mut().insert(Caller(found.name.clone()));
     next.run(request).await
 }
 

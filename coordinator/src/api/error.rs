@@ -21,6 +21,24 @@ impl ApiError {
         }
     }
 
+    /// Any status with `detail`.
+    pub fn with_status(status: StatusCode, detail: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            detail: detail.into(),
+        }
+    }
+
+    /// 403 with `detail`.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::with_status(StatusCode::FORBIDDEN, detail)
+    }
+
+    /// The status code.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
     /// 404 with `detail`.
     pub fn not_found(detail: impl Into<String>) -> Self {
         ApiError {

@@ -252,8 +252,73 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
             capacity: i.capacity,
         })
         .collect();
-    let text = render(&state.node_id, &nodes, &state.metrics);
+    let mut text = render(&state.node_id, &nodes, &state.metrics);
+    let mut certs: Vec<CertExpiry> = state
+        .store
+        .current_node_certs()
+        .await?
+        .into_iter()
+        .filter_map(|c| {
+            let at = chrono::DateTime::parse_from_rfc3339(&c.not_after).ok()?;
+            Some(CertExpiry {
+                subject: format!("node/{}", c.hostname),
+                not_after: at.timestamp(),
+            })
+        })
+        .collect();
+    for (subject, file) in [("control_node", "control-node.crt"), ("api", "api.crt")] {
+        if let Some(at) = crate::pki::context::cert_not_after(&state.pki.dir.join(file)) {
+            certs.push(CertExpiry {
+                subject: subject.into(),
+                not_after: at.timestamp(),
+            });
+        }
+    }
+    text.push_str(&render_cert_expiry(&certs));
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], text))
+}
+
+/// One certificate's expiry, for `/metrics`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CertExpiry {
+    /// `node/<id>`, `control_node` or `api`.
+    pub subject: String,
+    /// Unix seconds.
+    pub not_after: i64,
+}
+
+/// The earliest expiry over every current certificate of the mesh (nodes, control node, API),
+/// and each one's.
+pub fn render_cert_expiry(certs: &[CertExpiry]) -> String {
+    let mut out = String::new();
+    let Some(earliest) = certs.iter().map(|c| c.not_after).min() else {
+        return out;
+    };
+    header(
+        &mut out,
+        "meshrun_mesh_cert_earliest_expiry_timestamp_seconds",
+        "gauge",
+        "When the first current mesh certificate (node, control node or API) expires.",
+    );
+    let _ = writeln!(
+        out,
+        "meshrun_mesh_cert_earliest_expiry_timestamp_seconds {earliest}"
+    );
+    header(
+        &mut out,
+        "meshrun_mesh_cert_expiry_timestamp_seconds",
+        "gauge",
+        "When each current mesh certificate expires.",
+    );
+    for c in certs {
+        let _ = writeln!(
+            out,
+            "meshrun_mesh_cert_expiry_timestamp_seconds{{subject=\"{}\"}} {}",
+            label(&c.subject),
+            c.not_after
+        );
+    }
+    out
 }
 
 #[cfg(test)]
@@ -270,6 +335,25 @@ mod tests {
             capacity,
             consumed,
         }
+    }
+
+    #[test]
+    fn the_earliest_certificate_expiry_is_the_minimum_and_each_is_labelled() {
+        assert_eq!(render_cert_expiry(&[]), "");
+        let text = render_cert_expiry(&[
+            CertExpiry {
+                subject: "node/exec1".into(),
+                not_after: 300,
+            },
+            CertExpiry {
+                subject: "api".into(),
+                not_after: 200,
+            },
+        ]);
+        assert!(text.contains("\nmeshrun_mesh_cert_earliest_expiry_timestamp_seconds 200\n"));
+        assert!(
+            text.contains("meshrun_mesh_cert_expiry_timestamp_seconds{subject=\"node/exec1\"} 300")
+        );
     }
 
     /// Every sample line, as (name with labels, value).

@@ -11,6 +11,8 @@ mod instances;
 mod inventories;
 mod job_fields;
 mod jobs;
+mod join;
+mod join_tokens;
 mod mesh_visualizer;
 mod metrics;
 mod page;
@@ -21,9 +23,10 @@ pub mod secrets;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 pub use error::ApiError;
+pub use join::split_host_port;
 
 use crate::events_bus::EventsBus;
 use crate::projects::ProjectStore;
@@ -127,6 +130,24 @@ pub fn router(state: AppState, max_upload_bytes: usize) -> Router {
             "/api/v2/mesh_visualizer/",
             get(mesh_visualizer::mesh_visualizer),
         )
+        .route(
+            meshrun_shared::join::JOIN_PATH,
+            post(join::join).layer(DefaultBodyLimit::max(
+                meshrun_shared::join::limits::MAX_BODY,
+            )),
+        )
+        .route(meshrun_shared::join::CA_PATH, get(join::ca))
+        .route(
+            meshrun_shared::join::RENEW_PATH,
+            post(join::renew).layer(DefaultBodyLimit::max(
+                meshrun_shared::join::limits::MAX_BODY,
+            )),
+        )
+        .route(
+            "/api/v2/join_tokens/",
+            get(join_tokens::list).post(join_tokens::create),
+        )
+        .route("/api/v2/join_tokens/{id}/", delete(join_tokens::revoke))
         .route("/metrics", get(metrics::metrics))
         .with_state(state);
     auth::require_tokens(routes, auth)

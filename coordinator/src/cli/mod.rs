@@ -14,6 +14,7 @@ mod mesh;
 mod project;
 mod remove_node;
 pub mod sse;
+mod token;
 mod unified;
 
 use std::process::ExitCode;
@@ -66,6 +67,9 @@ enum Command {
     Instances(instances::InstancesArgs),
     /// The mesh as a tree from the coordinator's control node.
     Mesh(mesh::MeshArgs),
+    /// Join tokens for new nodes: create (prints only the token), list, revoke.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
     /// Write the controller→worker stream for a private data dir to stdout
     /// (like `ansible-runner transmit`).
     Transmit(codec::TransmitArgs),
@@ -92,6 +96,7 @@ pub fn main() -> ExitCode {
         Command::Jobs(args) => block_on(unified::run(&cli.url, args)),
         Command::Instances(args) => block_on(instances::run(&cli.url, args)),
         Command::Mesh(args) => block_on(mesh::run(&cli.url, args)),
+        Command::Token(cmd) => block_on(token::run(&cli.url, cmd)),
     };
     match result {
         Ok(code) => code,

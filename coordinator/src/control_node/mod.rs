@@ -58,6 +58,9 @@ pub enum ControlNodeError {
         /// The last thing seen.
         last: String,
     },
+    /// The control node's certificate could not be issued.
+    #[error("the control node's certificate: {0}")]
+    Pki(#[source] crate::pki::PkiError),
     /// A background task died.
     #[error("the control node's {what} task failed: {reason}")]
     Task {
@@ -73,6 +76,41 @@ pub enum ControlNodeError {
 pub struct ControlNode {
     control: mpsc::Sender<Control>,
     task: JoinHandle<Result<(), StartError>>,
+    cert_task: Option<JoinHandle<()>>,
+}
+
+/// The control node's mesh TLS: the CA that issues its certificate and the names other nodes
+/// dial it at.
+#[derive(Debug, Clone)]
+pub struct MeshTls {
+    /// The mesh PKI.
+    pub pki: std::sync::Arc<crate::pki::PkiContext>,
+    /// DNS names in its certificate.
+    pub dns_names: Vec<String>,
+    /// IP addresses in its certificate.
+    pub ip_addresses: Vec<std::net::IpAddr>,
+}
+
+impl MeshTls {
+    fn ensure(
+        &self,
+        node_id: &str,
+    ) -> Result<crate::pki::context::ControlNodeCert, ControlNodeError> {
+        let id = meshrun_shared::node_id::NodeId::new(node_id).map_err(|e| {
+            ControlNodeError::Plan(PlanError::Invalid {
+                field: "node_id",
+                reason: e.to_string(),
+            })
+        })?;
+        self.pki
+            .control_node_cert(&id, self.dns_names.clone(), self.ip_addresses.clone())
+            .map_err(ControlNodeError::Pki)
+    }
+
+    /// How often the certificate's remaining life is looked at.
+    fn check_every(&self) -> Duration {
+        (self.pki.node_validity / 20).clamp(Duration::from_secs(5), Duration::from_secs(3600))
+    }
 }
 
 impl ControlNode {
@@ -83,6 +121,7 @@ impl ControlNode {
         settings: &ControlNodeSettings,
         socket: &Path,
         state_dir: &Path,
+        mesh_tls: Option<MeshTls>,
     ) -> Result<ControlNode, ControlNodeError> {
         let mut settings = settings.clone();
         match local_agent::write(&settings.agent_config, state_dir) {
@@ -92,7 +131,24 @@ impl ControlNode {
             }
         }
         let settings = &settings;
-        let plan = plan::run_plan(settings, socket, state_dir)?;
+        let tls = match &mesh_tls {
+            Some(m) => {
+                let c = m.ensure(&settings.node_id)?;
+                tracing::info!(cert = %c.cert.display(), not_after = %c.not_after, "the control node's mesh links use mutual TLS");
+                Some(meshrun_shared::receptor_conf::TlsFiles {
+                    ca: c.ca,
+                    cert: c.cert,
+                    key: c.key,
+                })
+            }
+            None => {
+                tracing::warn!(
+                    "control_node.mesh_tls = false: the control node's listener takes plain TCP links from anyone"
+                );
+                None
+            }
+        };
+        let plan = plan::run_plan(settings, socket, state_dir, tls)?;
         if !plan::is_executable_file(&settings.agent) {
             tracing::warn!(path = %settings.agent.display(), "control_node.agent is not an executable file: `local` work will fail");
         }
@@ -125,7 +181,16 @@ impl ControlNode {
         let supervisor = Supervisor::new(plan, move || Ok(same_plan.clone()));
         let (control, requests) = mpsc::channel(4);
         let task = tokio::spawn(supervisor.run(requests));
-        let mut node = ControlNode { control, task };
+        let cert_task = mesh_tls.map(|m| {
+            let control = control.clone();
+            let node_id = settings.node_id.clone();
+            tokio::spawn(keep_cert_fresh(m, node_id, control))
+        });
+        let mut node = ControlNode {
+            control,
+            task,
+            cert_task,
+        };
         let ready = node
             .wait_ready(socket, &settings.node_id, &pid_file, earlier_pid)
             .await;
@@ -148,6 +213,9 @@ impl ControlNode {
     /// Stops receptor (SIGTERM to its PID, SIGKILL after the supervisor's grace) and waits
     /// for the supervisor to end. Work units keep running under their detached runners.
     pub async fn stop(self) {
+        if let Some(t) = &self.cert_task {
+            t.abort();
+        }
         // A closed channel means the supervisor already ended; awaiting it says why.
         let _ = self.control.send(Control::Stop).await;
         match self.task.await {
@@ -195,6 +263,28 @@ impl ControlNode {
                 return Err(Readiness::TimedOut(last));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Reissues the control node's certificate when under a third of its life is left (looked at
+/// periodically; the start already did once) and restarts receptor to load it.
+async fn keep_cert_fresh(tls: MeshTls, node_id: String, control: mpsc::Sender<Control>) {
+    loop {
+        tokio::time::sleep(tls.check_every()).await;
+        let (t, id) = (tls.clone(), node_id.clone());
+        match tokio::task::spawn_blocking(move || t.ensure(&id)).await {
+            Ok(Ok(c)) if c.reissued => {
+                tracing::info!(not_after = %c.not_after, "reissued the control node's certificate; restarting its receptor");
+                if control.send(Control::Restart).await.is_err() {
+                    return;
+                }
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot reissue the control node's certificate")
+            }
+            Err(e) => tracing::error!(error = %e, "the certificate task failed"),
         }
     }
 }

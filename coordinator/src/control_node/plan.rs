@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use meshrun_agent::run::plan::RunPlan;
 use meshrun_shared::node_id::NodeId;
 use meshrun_shared::node_type::NodeType;
-use meshrun_shared::receptor_conf::{ConfError, ListenSpec, NodeConfigSpec, node_config};
+use meshrun_shared::receptor_conf::{ConfError, ListenSpec, NodeConfigSpec, TlsFiles, node_config};
 
 use crate::config::ControlNodeSettings;
 
@@ -43,8 +43,11 @@ pub fn run_plan(
     settings: &ControlNodeSettings,
     socket: &Path,
     state_dir: &Path,
+    tls: Option<TlsFiles>,
 ) -> Result<RunPlan, PlanError> {
-    let owned = node_config(&node_spec(settings, socket)?).map_err(PlanError::Render)?;
+    let mut spec = node_spec(settings, socket)?;
+    spec.tls = tls;
+    let owned = node_config(&spec).map_err(PlanError::Render)?;
     if !is_executable_file(&settings.receptor) {
         return Err(PlanError::Binary(settings.receptor.clone()));
     }
@@ -128,6 +131,7 @@ mod tests {
             work_signing_key: "/etc/meshrun/keys/work.key".into(),
             work_verification_key: "/etc/meshrun/keys/work.pub".into(),
             log_level: "info".into(),
+            mesh_tls: true,
         }
     }
 
@@ -139,6 +143,7 @@ mod tests {
             &settings("control"),
             Path::new(SOCKET),
             Path::new("/var/lib/meshrun/coordinator"),
+            None,
         )
         .unwrap();
         assert_eq!(plan.binary, PathBuf::from("/bin/sh"));
@@ -172,6 +177,34 @@ mod tests {
             |e| matches!(e, Entry::WorkVerification(v) if v.publickey == "/etc/meshrun/keys/work.pub")
         ));
         assert!(!has(|e| matches!(e, Entry::LocalOnly)));
+    }
+
+    #[test]
+    fn with_tls_the_listener_requires_client_certs_and_the_control_service_stays_plain() {
+        let tls = TlsFiles {
+            ca: "/pki/ca.crt".into(),
+            cert: "/pki/control-node.crt".into(),
+            key: "/pki/control-node.key".into(),
+        };
+        let plan = run_plan(
+            &settings("control"),
+            Path::new(SOCKET),
+            Path::new("/tmp"),
+            Some(tls),
+        )
+        .unwrap();
+        let has = |f: fn(&Entry) -> bool| plan.owned.entries.iter().any(f);
+        assert!(has(|e| matches!(e, Entry::TlsServer(s)
+            if s.requireclientcert == Some(true) && s.clientcas.as_deref() == Some("/pki/ca.crt"))));
+        assert!(has(|e| matches!(e, Entry::TlsClient(c)
+            if c.rootcas.as_deref() == Some("/pki/ca.crt")
+            && c.cert.as_deref() == Some("/pki/control-node.crt"))));
+        assert!(has(
+            |e| matches!(e, Entry::TcpListener(l) if l.tls.as_deref() == Some("tls_server"))
+        ));
+        assert!(has(
+            |e| matches!(e, Entry::ControlService(c) if c.tls.is_none())
+        ));
     }
 
     #[test]
@@ -211,7 +244,7 @@ mod tests {
         for (change, needle) in cases {
             let mut s = settings("control");
             change(&mut s);
-            let e = run_plan(&s, Path::new(SOCKET), Path::new("/tmp")).unwrap_err();
+            let e = run_plan(&s, Path::new(SOCKET), Path::new("/tmp"), None).unwrap_err();
             assert!(e.to_string().contains(needle), "{needle}: {e}");
         }
     }

@@ -149,9 +149,10 @@ impl MeshCa {
         serial[0] &= 0x7f;
         params.serial_number = Some(SerialNumber::from_slice(&serial));
         let now = OffsetDateTime::now_utc();
-        // A little slack for clocks that run behind the coordinator's.
-        params.not_before = now - Duration::minutes(5);
         let secs = i64::try_from(req.validity.as_secs()).unwrap_or(i64::MAX / 2);
+        // A little slack for clocks that run behind the coordinator's: at most 5 minutes and a
+        // tenth of the life, so that "a third of its life left" still means what it says.
+        params.not_before = now - Duration::seconds((secs / 10).min(300));
         params.not_after = now + Duration::seconds(secs.min(super::ca::CA_VALIDITY_DAYS * 86_400));
         Ok(params)
     }

@@ -8,7 +8,8 @@
 //! neither a row nor a tombstone and register it again. Jobs keep their `execution_node` text,
 //! so their history outlives the instance.
 //!
-//! A tombstone stays until [`Store::clear_removed`] lifts it: the join flow calls it when the
+//! A tombstone stays until it is lifted ([`Store::clear_removed`], or the join flow in its own
+//! transaction, `record_join`): that happens when the
 //! node joins again with a fresh join token (a deliberate act of an admin), and nothing else
 //! does.
 

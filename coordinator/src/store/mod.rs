@@ -11,6 +11,7 @@ mod groups;
 mod instances;
 mod inventories;
 mod jobs;
+mod join_tokens;
 mod scm_projects;
 
 use std::path::Path;
@@ -32,6 +33,9 @@ pub use inventories::{HostRow, Inventory, NewInventory};
 pub use jobs::{
     EventRow, JOB_ORDER_FIELDS, Job, JobFilter, JobKind, JobStatus, NewJob, NodeLoad, Page,
     StatusChange,
+};
+pub use join_tokens::{
+    JoinOutcome, JoinRecord, JoinTokenRow, NewJoinToken, NewNodeCert, NodeCert, RenewOutcome,
 };
 pub use scm_projects::{NewProject, Project, ScmType};
 

@@ -59,6 +59,9 @@ pub struct ManagedOptions {
     pub agent_extra: String,
     /// Appended to coordinator.toml (after its `[control_node]` table; start with a table).
     pub coordinator_extra: String,
+    /// Mutual TLS on the control node's listener (`control_node.mesh_tls`): nodes must then
+    /// join ([`Mesh::join_node`]) to link. Off by default for tests of plain meshes.
+    pub mesh_tls: bool,
 }
 
 impl ControlFiles {
@@ -92,7 +95,7 @@ impl ControlFiles {
              receptor = \"{receptor}\"\nreceptor_config = \"{conf}\"\ndata_dir = \"{data}\"\n\
              listen_port = {port}\nlisten_bind = \"127.0.0.1\"\nagent = \"{agent}\"\n\
              agent_config = \"{agent_toml}\"\nwork_signing_key = \"{key}\"\n\
-             work_verification_key = \"{public}\"\n",
+             work_verification_key = \"{public}\"\nmesh_tls = {mesh_tls}\n",
             api = self.api_port,
             socket = self.socket.display(),
             name = self.name,
@@ -105,6 +108,7 @@ impl ControlFiles {
             agent_toml = self.agent_toml.display(),
             key = self.signing_key.display(),
             public = self.verification_key.display(),
+            mesh_tls = self.options.mesh_tls,
         );
         let text = format!("{text}\n{}", self.options.coordinator_extra);
         std::fs::write(&self.coordinator_toml, text).expect("coordinator.toml");
@@ -216,6 +220,7 @@ impl Mesh {
             cgroup: None,
         });
         self.token = Some(super::create_api_token(&files.coordinator_toml, "admin"));
+        self.database = Some(files.dir.join("meshrun.db"));
         let mut cmd = Command::new(env::bin("meshrun-coordinator"));
         cmd.arg("serve")
             .arg("--config")
