@@ -25,7 +25,7 @@ MESH_TESTS := --test mesh_jobs --test podman_jobs --test agent_run_supervises_re
               --test deprovision --test hostile_api \
               --test join_and_renew
 
-.PHONY: fuzz soak demo test build venv receptor podman ee-image lint bench-agent bench-discovery bench-jobs clean-tools mesh-up mesh-down
+.PHONY: fuzz soak demo test build venv receptor podman ee-image dist dist-test lint bench-agent bench-discovery bench-jobs clean-tools mesh-up mesh-down
 
 ## demo: bring up control + hop + 2 execution nodes in a temp dir and run a playbook through them
 demo: build venv receptor ee-image
@@ -52,6 +52,7 @@ test: build venv ee-image
 	  echo "NOT RUN: the mesh integration tests (no receptor could be installed)"; \
 	  echo "=================================================================="; \
 	fi
+	$(MAKE) dist-test
 
 build:
 	$(CARGO) build --workspace --all-targets
@@ -63,6 +64,16 @@ FUZZ_SECS ?= 30
 fuzz:
 	set -o pipefail; FUZZ_SECS=$(FUZZ_SECS) $(CARGO) test -p meshrun-tests --test fuzz_targets \
 	  -- --nocapture --test-threads=2 2>&1 | grep -E '^(FUZZ|test |test result)'
+
+## dist: .deb and .rpm (x86_64) of meshrun-agent (static), meshrun-coordinator (+ meshrun CLI) and
+## the pinned receptor into dist/ (release build; says whether receptor was built from source)
+dist:
+	packaging/dist/build.sh
+
+## dist-test: install the packages into a Debian container and a temporary rpm root (scriptlets
+## run), upgrade, remove, purge; systemd-analyze verify on the units
+dist-test: dist ee-image
+	packaging/dist/test.sh
 
 # Fault tests the soak repeats (each run once per loop); other fault test files can be added.
 SOAK_FAULT_TESTS ?= --test node_loss_and_return --test node_loss --test cancel_and_reaper --test distance_and_partitions

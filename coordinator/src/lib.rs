@@ -12,6 +12,7 @@
 //!   units are released once the node is back.
 //! - [`https`]: the API over TLS, with optional client certificates from the mesh CA.
 //! - [`server`]: `run(config, shutdown)`: opens the store, starts the API and the job runner.
+//! - [`service_cli`]: the `meshrun-coordinator` command line (parsed by the binary).
 //! - [`store`]: SQLite store of jobs and events (migrations in `migrations/`).
 //! - [`url_query`]: percent-encoding of query values (page links, CLI requests).
 //! - [`project_archive`]: tar + zstd project archives: deterministic packing, hostile-input-safe
@@ -52,5 +53,6 @@ pub mod runner;
 pub mod scheduler;
 pub mod scm_url;
 pub mod server;
+pub mod service_cli;
 pub mod store;
 pub mod url_query;

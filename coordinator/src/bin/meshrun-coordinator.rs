@@ -1,78 +1,13 @@
 //! `meshrun-coordinator`: parse the command line, set up tracing, load the config, serve; and
 //! the offline `admin` commands that work on the store directly (the service need not run).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use meshrun_coordinator::config::{CoordinatorConfig, DEFAULT_CONFIG_PATH};
-use meshrun_coordinator::store::{Store, TokenRole};
+use clap::Parser;
+use meshrun_coordinator::config::CoordinatorConfig;
+use meshrun_coordinator::service_cli::{AdminCommand, Cli, Command, TokenCommand};
+use meshrun_coordinator::store::Store;
 use tokio_util::sync::CancellationToken;
-
-/// meshrun control-plane service.
-#[derive(Debug, Parser)]
-#[command(name = "meshrun-coordinator", version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Run the service.
-    Serve {
-        /// Config file.
-        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
-        config: PathBuf,
-    },
-    /// Administration on the store itself (the service need not run).
-    #[command(subcommand)]
-    Admin(AdminCommand),
-}
-
-#[derive(Debug, Subcommand)]
-enum AdminCommand {
-    /// API bearer tokens.
-    #[command(subcommand)]
-    Token(TokenCommand),
-}
-
-#[derive(Debug, Subcommand)]
-enum TokenCommand {
-    /// Make a token and print it once on stdout (only its hash is stored).
-    Create {
-        /// Config file.
-        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
-        config: PathBuf,
-        /// admin (everything) or read-only (GET and HEAD).
-        #[arg(long, default_value = "admin", value_parser = parse_role)]
-        role: TokenRole,
-        /// A label shown by `list` and in the coordinator's log.
-        #[arg(long, default_value = "")]
-        name: String,
-        /// Free text.
-        #[arg(long, default_value = "")]
-        description: String,
-    },
-    /// The tokens (never their secrets).
-    List {
-        /// Config file.
-        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
-        config: PathBuf,
-    },
-    /// Refuse a token from now on.
-    Revoke {
-        /// Config file.
-        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
-        config: PathBuf,
-        /// The token's id (see `list`).
-        id: i64,
-    },
-}
-
-fn parse_role(s: &str) -> Result<TokenRole, String> {
-    s.parse()
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
