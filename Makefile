@@ -23,7 +23,7 @@ MESH_TESTS := --test mesh_jobs --test podman_jobs --test agent_run_supervises_re
               --test cancel_and_reaper \
               --test api_auth \
               --test deprovision --test hostile_api \
-              --test join_and_renew
+              --test join_and_renew --test mesh_mtls
 
 .PHONY: fuzz soak demo test build venv receptor podman ee-image dist dist-test lint bench-agent bench-discovery bench-jobs clean-tools mesh-up mesh-down
 

@@ -27,7 +27,9 @@ pub struct CoordinatorConfig {
     /// `ttl` given to receptor for remote submits: an unreachable node fails the unit after it.
     #[serde(default = "default_submit_ttl")]
     pub submit_ttl: String,
-    /// The name of the `tls-client` entry to use for nodes whose control service is TLS.
+    /// The name of the control node's `tls-client` entry. When set, every remote submit uses
+    /// it (receptor then checks that the target's certificate carries the target's node id),
+    /// even to a node whose control service is advertised as plain: none can downgrade it.
     #[serde(default)]
     pub tls_client: Option<String>,
     /// Largest project archive accepted, in bytes.

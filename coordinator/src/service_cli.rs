@@ -38,6 +38,36 @@ pub enum AdminCommand {
     /// API bearer tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Node certificates from the mesh CA (for hand-configured nodes).
+    #[command(subcommand)]
+    Cert(CertCommand),
+}
+
+/// `admin cert` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Issue a certificate and key for a node: writes DIR/ca.crt, DIR/<id>.crt and DIR/<id>.key
+    /// (0600). The mesh CA is created as on a first start when it does not exist yet.
+    Issue {
+        /// Config file (names the PKI directory).
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// The node id the certificate is bound to.
+        #[arg(long)]
+        node_id: String,
+        /// A DNS name the node is dialled at; repeatable.
+        #[arg(long = "dns")]
+        dns: Vec<String>,
+        /// An IP address the node is dialled at; repeatable.
+        #[arg(long = "ip")]
+        ip: Vec<std::net::IpAddr>,
+        /// Days of validity (default: the config's pki.node_cert_days, else 7).
+        #[arg(long)]
+        days: Option<u32>,
+        /// Folder for the files (made when missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// `admin token` subcommands.

@@ -45,15 +45,13 @@ pub fn builder() -> reqwest::blocking::ClientBuilder {
     b
 }
 
-/// The mesh CA certificate of the coordinator configured by `config` (`<data_dir>/pki/ca.crt`).
+/// The mesh CA certificate of the coordinator configured by `config` (`ca.crt` in its PKI
+/// folder, `<data_dir>/pki` unless `[pki] dir` says otherwise).
 pub fn ca_cert_of(config: &Path) -> PathBuf {
-    let text = std::fs::read_to_string(config).expect("coordinator.toml");
-    let data_dir = text
-        .lines()
-        .find_map(|l| l.strip_prefix("data_dir = \""))
-        .map(|rest| rest.trim_end_matches('"').to_string())
-        .expect("data_dir in coordinator.toml");
-    Path::new(&data_dir).join("pki/ca.crt")
+    meshrun_coordinator::config::CoordinatorConfig::load(config)
+        .unwrap_or_else(|e| panic!("{}: {e}", config.display()))
+        .pki_dir()
+        .join("ca.crt")
 }
 
 /// Waits until the coordinator configured by `config` answers `/api/v2/ping/` over HTTPS at

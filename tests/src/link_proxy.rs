@@ -74,15 +74,27 @@ impl std::fmt::Debug for LinkProxy {
 impl LinkProxy {
     /// Listens on an ephemeral port of `listen` and forwards to `target`.
     pub fn start(listen: IpAddr, target: SocketAddr) -> LinkProxy {
+        let listener = std::net::TcpListener::bind(SocketAddr::new(listen, 0))
+            .unwrap_or_else(|e| panic!("proxy cannot listen on {listen}: {e}"));
+        Self::start_on(listener, target)
+    }
+
+    /// Forwards what `listener` (made anywhere, e.g. in a node's network namespace) accepts to
+    /// `target`.
+    pub fn start_on(listener: std::net::TcpListener, target: SocketAddr) -> LinkProxy {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("link-proxy")
             .enable_all()
             .build()
             .expect("proxy runtime");
-        let listener = runtime
-            .block_on(TcpListener::bind(SocketAddr::new(listen, 0)))
-            .unwrap_or_else(|e| panic!("proxy cannot listen on {listen}: {e}"));
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking proxy socket");
+        let listener = {
+            let _entered = runtime.enter();
+            TcpListener::from_std(listener).expect("proxy socket")
+        };
         let addr = listener.local_addr().expect("proxy address");
         let shared = Arc::new(Shared {
             mode: watch::Sender::new(Mode::Open),

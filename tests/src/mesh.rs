@@ -6,7 +6,15 @@
 //! A node may be placed in its own network namespace ([`NodeSpec::in_netns`]): its receptor
 //! (and so its agent and jobs) runs there, listening on the namespace's veth address, and every
 //! link to or from it goes through a [`LinkProxy`] in the test process, which a test can delay
-//! or cut ([`Mesh::link`]).
+//! or cut ([`Mesh::link`]). A namespaced node dials its proxies at `127.0.0.1` inside its
+//! namespace, so every link is checked against the same certificate names.
+//!
+//! Mesh TLS is on for every node by default ([`NodeTls::Mesh`]): each gets a certificate for its
+//! id from the mesh CA through `meshrun-coordinator admin cert issue` (the CA is the one the
+//! mesh's coordinator uses; it lives in `<mesh dir>/pki`), and the coordinator's submits use the
+//! control node's `tls-client`. Nodes added to a mesh whose control node the coordinator runs
+//! ([`managed_control`]) default to no TLS, as that control node is plain. Work signing is
+//! opt-in: [`NodeSpec::signing_work`] and [`NodeSpec::verifying_work`] share one key pair.
 
 pub mod coordinator_restart;
 pub mod joined;
@@ -61,6 +69,30 @@ pub struct NodeSpec {
     /// Start its receptor (and so everything it runs) in a cgroup of its own, so that
     /// [`Mesh::kill_node`] can kill the whole node.
     pub cgroup: bool,
+    /// Its part in mesh TLS; `None`: the mesh's default (see the module doc).
+    pub tls: Option<NodeTls>,
+    /// It signs work with the mesh's work-signing key (control and hybrid nodes).
+    pub sign_work: bool,
+    /// Its work-command verifies signatures with the mesh's work-verification key.
+    pub verify_work: bool,
+    /// Text replacements made in its rendered receptor.conf, in order (each must match).
+    pub conf_edits: Vec<(String, String)>,
+}
+
+/// How a node takes part in mesh TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeTls {
+    /// No TLS at all: plain links, plain control service.
+    Off,
+    /// A certificate for its own id from the mesh CA.
+    Mesh,
+    /// A certificate for its own id from another CA; it trusts the mesh CA (whose certificate
+    /// is no secret), so only its own certificate can make a link fail.
+    ForeignCa,
+    /// A valid mesh certificate for another node id. Its receptor.conf is edited the way an
+    /// impostor would edit it (`skipreceptornamescheck`), or receptor refuses to start with a
+    /// certificate that does not name it.
+    CertFor(String),
 }
 
 impl NodeSpec {
@@ -76,7 +108,35 @@ impl NodeSpec {
             config_args: Vec::new(),
             netns: false,
             cgroup: false,
+            tls: None,
+            sign_work: false,
+            verify_work: false,
+            conf_edits: Vec::new(),
         }
+    }
+
+    /// Replaces `from` by `to` in its rendered receptor.conf (as a hostile operator would).
+    pub fn edit_conf(mut self, from: &str, to: &str) -> Self {
+        self.conf_edits.push((from.into(), to.into()));
+        self
+    }
+
+    /// Its part in mesh TLS (default: [`NodeTls::Mesh`]).
+    pub fn with_tls(mut self, tls: NodeTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// It signs work with the mesh's key pair (`--work-signing-key`).
+    pub fn signing_work(mut self) -> Self {
+        self.sign_work = true;
+        self
+    }
+
+    /// Its work-command verifies signed work (`--work-verification-key`).
+    pub fn verifying_work(mut self) -> Self {
+        self.verify_work = true;
+        self
     }
 
     /// It runs in a network namespace of its own, reached through a veth pair; its links go
@@ -166,6 +226,8 @@ pub struct Node {
     pub starts: u32,
     /// Its cgroup, when it has one (dropped after the receptor: kills what is left).
     pub cgroup: Option<crate::node_kill::NodeCgroup>,
+    /// Its part in mesh TLS.
+    pub tls: NodeTls,
 }
 
 impl Node {
@@ -229,6 +291,91 @@ pub struct Mesh {
     dir: TempDir,
 }
 
+/// The `tls-client` name `meshrun-agent config` renders (the coordinator's `tls_client`).
+pub const TLS_CLIENT_NAME: &str = meshrun_shared::receptor_conf::TLS_CLIENT_NAME;
+
+/// Runs `meshrun-coordinator admin cert issue` against the coordinator config `config`;
+/// returns `(ca.crt, <id>.crt, <id>.key)` in `out`.
+pub fn issue_cert(
+    config: &Path,
+    node_id: &str,
+    ips: &[IpAddr],
+    dns: &[&str],
+    out: &Path,
+) -> (PathBuf, PathBuf, PathBuf) {
+    let mut cmd = Command::new(env::bin("meshrun-coordinator"));
+    cmd.args([
+        "admin",
+        "cert",
+        "issue",
+        "--node-id",
+        node_id,
+        "--days",
+        "1",
+    ])
+    .arg("--config")
+    .arg(config)
+    .arg("--out")
+    .arg(out);
+    for ip in ips {
+        cmd.args(["--ip", &ip.to_string()]);
+    }
+    for name in dns {
+        cmd.args(["--dns", name]);
+    }
+    let res = cmd.output().expect("meshrun-coordinator admin cert issue");
+    assert!(
+        res.status.success(),
+        "admin cert issue for {node_id}: {}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    (
+        out.join("ca.crt"),
+        out.join(format!("{node_id}.crt")),
+        out.join(format!("{node_id}.key")),
+    )
+}
+
+/// A coordinator config that only names a CA (data under `dir`, CA in `pki`), for issuing.
+fn ca_only_config(dir: &Path, pki: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("CA config dir");
+    let config = dir.join("coordinator.toml");
+    if !config.exists() {
+        std::fs::write(
+            &config,
+            format!(
+                "database = \"{d}/meshrun.db\"\ndata_dir = \"{d}/data\"\n\n[pki]\ndir = \"{p}\"\n",
+                d = dir.display(),
+                p = pki.display()
+            ),
+        )
+        .expect("CA coordinator.toml");
+    }
+    config
+}
+
+/// Adds `skipreceptornamescheck: true` to the tls-server and tls-client entries of a rendered
+/// receptor.conf.
+fn skip_receptor_names_check(conf: &str) -> String {
+    let mut out = String::new();
+    for line in conf.lines() {
+        out.push_str(line);
+        out.push('\n');
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("name: ")
+            && (line.contains("tls_server") || line.contains("tls_client"))
+        {
+            let indent = &line[..line.len() - trimmed.len()];
+            out.push_str(&format!("{indent}skipreceptornamescheck: true\n"));
+        }
+    }
+    assert!(
+        out.matches("skipreceptornamescheck").count() == 2,
+        "no tls-server/tls-client names in {conf}"
+    );
+    out
+}
+
 impl Mesh {
     /// The demo topology: control (listens) ← hop (listens, dials control) ← exec1, exec2.
     /// The coordinator runs on the control node.
@@ -252,7 +399,10 @@ impl Mesh {
         let control = self.coordinator_node.clone().expect("coordinator started");
         eventually(
             &format!("the coordinator to discover and check {nodes:?}"),
-            Duration::from_secs(60),
+            // receptor sends service advertisements when a service starts and then every 60 s
+            // only, and not when a link comes up: a node whose first advertisement left before
+            // its (TLS) link was up is seen up to 60 s later.
+            Duration::from_secs(120),
             || {
                 let instances = self.instances();
                 let checked = nodes.iter().all(|n| {
@@ -378,6 +528,25 @@ impl Mesh {
             let addr = self.peer_address(&spec.name, peer);
             cmd.args(["--peer", &addr.to_string()]);
         }
+        let tls = spec.tls.clone().unwrap_or(if self.managed.is_empty() {
+            NodeTls::Mesh
+        } else {
+            NodeTls::Off
+        });
+        if let Some((ca, cert, key)) = self.node_cert(&spec.name, &tls) {
+            cmd.arg("--tls-ca").arg(ca);
+            cmd.arg("--tls-cert").arg(cert);
+            cmd.arg("--tls-key").arg(key);
+        }
+        if spec.sign_work || spec.verify_work {
+            let (private, public) = self.work_keys();
+            if spec.sign_work {
+                cmd.arg("--work-signing-key").arg(private);
+            }
+            if spec.verify_work {
+                cmd.arg("--work-verification-key").arg(public);
+            }
+        }
         cmd.args(&spec.config_args);
         let out = cmd.output().expect("meshrun-agent config");
         assert!(
@@ -386,7 +555,16 @@ impl Mesh {
             String::from_utf8_lossy(&out.stderr)
         );
         let conf = dir.join("receptor.conf");
-        std::fs::write(&conf, &out.stdout).expect("receptor.conf");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut text = match &tls {
+            NodeTls::CertFor(_) => skip_receptor_names_check(&text),
+            _ => text,
+        };
+        for (from, to) in &spec.conf_edits {
+            assert!(text.contains(from.as_str()), "{from:?} not in {text}");
+            text = text.replacen(from.as_str(), to, 1);
+        }
+        std::fs::write(&conf, text).expect("receptor.conf");
         let mut node = Node {
             name: spec.name.clone(),
             dir,
@@ -398,6 +576,7 @@ impl Mesh {
             cgroup: spec
                 .cgroup
                 .then(|| crate::node_kill::NodeCgroup::create(&spec.name)),
+            tls,
         };
         node.receptor = Some(Proc::spawn(
             &format!("receptor {}", spec.name),
@@ -412,6 +591,51 @@ impl Mesh {
         self.nodes.insert(spec.name.clone(), node);
     }
 
+    /// The coordinator config whose CA issues the mesh's certificates (the coordinator's own
+    /// config names the same CA folder).
+    pub fn ca_config(&self) -> PathBuf {
+        ca_only_config(&self.dir.path().join("ca"), &self.pki_dir())
+    }
+
+    /// Where the mesh CA lives.
+    pub fn pki_dir(&self) -> PathBuf {
+        self.dir.path().join("pki")
+    }
+
+    /// The certificate files `node` runs with for `tls`, issued now (none for [`NodeTls::Off`]).
+    fn node_cert(&self, node: &str, tls: &NodeTls) -> Option<(PathBuf, PathBuf, PathBuf)> {
+        let mut ips = vec![IpAddr::V4(Ipv4Addr::LOCALHOST)];
+        if let Some(ns) = self.namespaces.get(node) {
+            ips.push(IpAddr::V4(ns.ns_addr));
+        }
+        let out = self.dir.path().join(node).join("tls");
+        let (config, id) = match tls {
+            NodeTls::Off => return None,
+            NodeTls::Mesh => (self.ca_config(), node),
+            NodeTls::ForeignCa => {
+                let foreign = self.dir.path().join("foreign-ca");
+                (ca_only_config(&foreign, &foreign.join("pki")), node)
+            }
+            NodeTls::CertFor(other) => (self.ca_config(), other.as_str()),
+        };
+        let files = issue_cert(&config, id, &ips, &["localhost"], &out);
+        if *tls == NodeTls::ForeignCa {
+            let (mesh_ca, _) = meshrun_coordinator::pki::MeshCa::load_or_create(&self.pki_dir())
+                .expect("the mesh CA");
+            std::fs::write(&files.0, mesh_ca.cert_pem()).expect("mesh CA certificate");
+        }
+        Some(files)
+    }
+
+    /// The mesh's work-signing key pair `(private, public)`, made on first use.
+    pub fn work_keys(&self) -> (PathBuf, PathBuf) {
+        let dir = self.dir.path().join("work-keys");
+        let (private, public) = (dir.join("work.key"), dir.join("work.pub"));
+        meshrun_coordinator::control_node::signing_key::ensure_key_pair(&private, &public)
+            .expect("the mesh's work-signing key pair");
+        (private, public)
+    }
+
     /// The address `node` listens on: its namespace's, else loopback.
     fn address_of(&self, node: &str) -> IpAddr {
         match self.namespaces.get(node) {
@@ -421,19 +645,18 @@ impl Mesh {
     }
 
     /// What `dialer` dials to reach `peer`: the listener itself between two root-namespace
-    /// nodes, else a new [`LinkProxy`] on the dialer's side of its veth (loopback for a root
-    /// node) forwarding to the listener.
+    /// nodes, else a new [`LinkProxy`] on the dialer's loopback (inside its namespace for a
+    /// namespaced node) forwarding to the listener.
     fn peer_address(&mut self, dialer: &str, peer: &str) -> SocketAddr {
         let port = self.nodes[peer].port.expect("peers must listen");
         let target = SocketAddr::new(self.address_of(peer), port);
         if !self.namespaces.contains_key(dialer) && !self.namespaces.contains_key(peer) {
             return target;
         }
-        let listen = match self.namespaces.get(dialer) {
-            Some(ns) => IpAddr::V4(ns.host_addr),
-            None => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        let proxy = match self.namespaces.get(dialer) {
+            Some(ns) => LinkProxy::start_on(ns.bind_loopback(), target),
+            None => LinkProxy::start(IpAddr::V4(Ipv4Addr::LOCALHOST), target),
         };
-        let proxy = LinkProxy::start(listen, target);
         let addr = proxy.addr();
         self.links
             .insert((dialer.to_string(), peer.to_string()), proxy);
@@ -470,13 +693,19 @@ impl Mesh {
         let dir = self.nodes[node].dir.clone();
         let port = free_port();
         let config = dir.join("coordinator.toml");
+        let tls_client = match self.nodes[node].tls {
+            NodeTls::Off => String::new(),
+            _ => format!("tls_client = \"{TLS_CLIENT_NAME}\"\n"),
+        };
         std::fs::write(
             &config,
             format!(
                 "api_listen = \"127.0.0.1:{port}\"\ndatabase = \"{d}/meshrun.db\"\n\
-                 data_dir = \"{d}/coordinator\"\nreceptor_socket = \"{s}\"\n{extra}",
+                 data_dir = \"{d}/coordinator\"\nreceptor_socket = \"{s}\"\n{tls_client}{extra}\n\
+                 [pki]\ndir = \"{pki}\"\n",
                 d = dir.display(),
-                s = socket.display()
+                s = socket.display(),
+                pki = self.pki_dir().display(),
             ),
         )
         .expect("coordinator.toml");
@@ -569,6 +798,7 @@ impl Mesh {
             let c = ControlClient::connect_unix(&self.nodes[via].socket).await?;
             let mut req = SubmitRequest::new(node, worktype);
             req.params = Some(params.to_string());
+            req.tlsclient = self.tls_client_for(via, node);
             if via != node {
                 req.ttl = Some("30s".into());
             }
@@ -578,6 +808,12 @@ impl Mesh {
         })
         .unwrap_or_else(|e| panic!("submit to {node} via {via}: {e}"))
         .unit_id
+    }
+
+    /// The `tlsclient` a submit from `via` to `node` needs: none to itself or from a node
+    /// without TLS, else the rendered `tls-client` (every TLS node serves `control` over TLS).
+    pub fn tls_client_for(&self, via: &str, node: &str) -> Option<String> {
+        (via != node && self.nodes[via].tls != NodeTls::Off).then(|| TLS_CLIENT_NAME.to_string())
     }
 
     /// `work status` of a unit.

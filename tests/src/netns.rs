@@ -146,6 +146,22 @@ impl NetNs {
         cmd
     }
 
+    /// A TCP socket listening on an ephemeral port of the namespace's own loopback: a thread
+    /// enters the namespace just to make it (a socket stays in the namespace it was made in).
+    /// Nodes inside dial it at `127.0.0.1`, the address every node certificate carries.
+    pub fn bind_loopback(&self) -> std::net::TcpListener {
+        let path = self.path();
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(&path)
+                .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .unwrap_or_else(|e| panic!("enter {}: {e}", path.display()));
+            std::net::TcpListener::bind("127.0.0.1:0").expect("listen inside the namespace")
+        })
+        .join()
+        .expect("the namespace thread")
+    }
+
     /// PIDs of the processes inside the namespace.
     pub fn pids(&self) -> Vec<i32> {
         Command::new("ip")

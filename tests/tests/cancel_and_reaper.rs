@@ -363,6 +363,7 @@ fn submit_tagged(
         let c = ControlClient::connect_unix(&mesh.nodes["control"].socket).await?;
         let mut req = SubmitRequest::new(node, "ansible-runner");
         req.params = Some(params.to_string());
+        req.tlsclient = mesh.tls_client_for("control", node);
         req.ttl = Some("60s".into());
         req.extra = extra
             .iter()

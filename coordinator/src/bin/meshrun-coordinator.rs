@@ -1,11 +1,13 @@
 //! `meshrun-coordinator`: parse the command line, set up tracing, load the config, serve; and
-//! the offline `admin` commands that work on the store directly (the service need not run).
+//! the offline `admin` commands that work on the store and the mesh CA directly (the service
+//! need not run).
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use meshrun_coordinator::config::CoordinatorConfig;
-use meshrun_coordinator::service_cli::{AdminCommand, Cli, Command, TokenCommand};
+use meshrun_coordinator::pki::{self, admin::CertIssueRequest};
+use meshrun_coordinator::service_cli::{AdminCommand, CertCommand, Cli, Command, TokenCommand};
 use meshrun_coordinator::store::Store;
 use tokio_util::sync::CancellationToken;
 
@@ -21,6 +23,7 @@ fn main() -> ExitCode {
     let config = match cli.command {
         Command::Serve { config } => config,
         Command::Admin(AdminCommand::Token(cmd)) => return admin_token(cmd),
+        Command::Admin(AdminCommand::Cert(cmd)) => return admin_cert(cmd),
     };
     let config = match CoordinatorConfig::load(&config) {
         Ok(c) => c,
@@ -50,6 +53,49 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("meshrun-coordinator: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn admin_cert(cmd: CertCommand) -> ExitCode {
+    let CertCommand::Issue {
+        config,
+        node_id,
+        dns,
+        ip,
+        days,
+        out,
+    } = cmd;
+    let result = CoordinatorConfig::load(&config)
+        .map_err(anyhow::Error::from)
+        .and_then(|config| {
+            let req = CertIssueRequest {
+                node_id,
+                dns_names: dns,
+                ip_addresses: ip,
+                days,
+                out_dir: out,
+            };
+            Ok(pki::admin::issue(&config, &req)?)
+        });
+    match result {
+        Ok(done) => {
+            if done.ca_created {
+                eprintln!("created the mesh CA (fingerprint {})", done.ca_fingerprint);
+            }
+            eprintln!(
+                "issued certificate {} (expires {}); wrote {}, {} and {}",
+                done.issued.serial,
+                done.issued.not_after.to_rfc3339(),
+                done.ca_cert.display(),
+                done.cert.display(),
+                done.key.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("meshrun-coordinator: {e:#}");
             ExitCode::FAILURE
         }
     }

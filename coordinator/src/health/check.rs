@@ -175,7 +175,11 @@ async fn run(
     let Some(work_type) = work_type else {
         return Ok(CheckOutcome::HopRoutable);
     };
-    let tlsclient = match (!local && target.control_tls, &settings.tls_client) {
+    // With a tls_client every remote check uses it (see the runner): no downgrade to plain.
+    let tlsclient = match (
+        !local && (target.control_tls || settings.tls_client.is_some()),
+        &settings.tls_client,
+    ) {
         (true, Some(name)) => Some(name.clone()),
         (true, None) => {
             return Err(Stop::Failed(format!(

@@ -7,7 +7,9 @@
 //! - [`context`]: the CA as the running coordinator holds it, and the API's HTTPS certificate.
 //! - [`issue`]: turning a CSR (or a fresh key) into a certificate for a node id and its names.
 //! - [`inspect`]: reading node ids, expiry and key hashes back out of certificates.
+//! - [`admin`]: `admin cert issue`, certificates for hand-configured nodes.
 
+pub mod admin;
 pub mod ca;
 pub mod context;
 pub mod inspect;

@@ -191,7 +191,12 @@ impl JobRunner {
             )));
         }
         let mode = mesh::submit_mode(&status, &node, work_type);
-        let tlsclient = match (mode.tls, &inner.tls_client) {
+        // With a tls_client every remote submit uses it, whatever the node advertises: a node
+        // that serves `control` in plain text (an impostor, say) cannot downgrade the submit.
+        let tlsclient = match (
+            mode.tls || (!local && inner.tls_client.is_some()),
+            &inner.tls_client,
+        ) {
             (true, Some(name)) => Some(name.clone()),
             (true, None) => {
                 return Err(JobFailure::new(format!(

@@ -113,6 +113,8 @@ impl Mesh {
                 conf: f.receptor_conf.clone(),
                 starts: 1,
                 cgroup: None,
+                // Joined nodes hold a mesh certificate for their own id.
+                tls: super::NodeTls::Mesh,
             },
         );
     }

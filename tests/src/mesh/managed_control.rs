@@ -218,6 +218,7 @@ impl Mesh {
             conf: files.receptor_conf.clone(),
             starts: 0,
             cgroup: None,
+            tls: super::NodeTls::Off,
         });
         self.token = Some(super::create_api_token(&files.coordinator_toml, "admin"));
         self.database = Some(files.dir.join("meshrun.db"));
