@@ -11,7 +11,7 @@ use meshrun_shared::control_socket::{ControlClient, Status, SubmitRequest, UnitS
 use meshrun_shared::receptor_conf::{Entry, ReceptorConfig};
 use meshrun_shared::runner_stream::{RunnerKwargs, write_transmit_stream};
 use meshrun_tests::env;
-use meshrun_tests::mesh::{Mesh, NodeSpec, block_on};
+use meshrun_tests::mesh::{Mesh, NodeSpec, block_on, issue_cert};
 use meshrun_tests::procs::descendants;
 use meshrun_tests::wait::eventually;
 use nix::sys::signal::{Signal, kill};
@@ -48,8 +48,25 @@ impl ExecNode {
         }
     }
 
-    /// Writes agent.toml: dial the given loopback ports, log at `log_level`.
-    fn configure(&self, peer_ports: &[u16], log_level: &str) {
+    /// Writes agent.toml: dial the given loopback ports over mutual TLS with a certificate from
+    /// the mesh's CA (issued on first use), log at `log_level`.
+    fn configure(&self, mesh: &Mesh, peer_ports: &[u16], log_level: &str) {
+        let tls = self.dir.path().join("tls");
+        let (ca, cert, key) = if tls.join(format!("{NODE}.key")).exists() {
+            (
+                tls.join("ca.crt"),
+                tls.join(format!("{NODE}.crt")),
+                tls.join(format!("{NODE}.key")),
+            )
+        } else {
+            issue_cert(
+                &mesh.ca_config(),
+                NODE,
+                &[std::net::Ipv4Addr::LOCALHOST.into()],
+                &["localhost"],
+                &tls,
+            )
+        };
         let peers: Vec<String> = peer_ports
             .iter()
             .map(|p| format!("\"127.0.0.1:{p}\""))
@@ -58,7 +75,8 @@ impl ExecNode {
         let text = format!(
             "node_id = \"{NODE}\"\nlog_file = \"{d}/log/agent.log\"\nstate_dir = \"{d}/state\"\n\n\
              [worker]\nmode = \"host\"\nansible_runner = \"{runner}\"\n\n\
-             [node]\nnode_type = \"execution\"\npeers = [{peers}]\nlog_level = \"{log_level}\"\n\n\
+             [node]\nnode_type = \"execution\"\npeers = [{peers}]\nlog_level = \"{log_level}\"\n\
+             tls_ca = \"{ca}\"\ntls_cert = \"{cert}\"\ntls_key = \"{key}\"\n\n\
              [receptor]\nbinary = \"{receptor}\"\nconfig = \"{conf}\"\ndata_dir = \"{data}\"\n\
              socket = \"{socket}\"\n",
             runner = env::ansible_runner().display(),
@@ -67,6 +85,9 @@ impl ExecNode {
             conf = self.conf.display(),
             data = self.data.display(),
             socket = self.socket.display(),
+            ca = ca.display(),
+            cert = cert.display(),
+            key = key.display(),
         );
         std::fs::write(&self.toml, text).expect("agent.toml");
     }
@@ -260,7 +281,7 @@ fn mode(path: &Path) -> u32 {
 fn run_joins_the_mesh_and_brings_a_killed_receptor_back() {
     let mesh = Mesh::start(&[NodeSpec::new("hop1", "hop").listening()]);
     let node = ExecNode::new();
-    node.configure(&[port(&mesh, "hop1")], "info");
+    node.configure(&mesh, &[port(&mesh, "hop1")], "info");
     let mut run = AgentRun::start(&node);
 
     mesh.wait_routable("hop1", &[NODE]);
@@ -319,7 +340,7 @@ fn sighup_reloads_for_new_peers_and_restarts_for_other_changes() {
         NodeSpec::new("hop2", "hop").listening(),
     ]);
     let node = ExecNode::new();
-    node.configure(&[port(&mesh, "hop1")], "info");
+    node.configure(&mesh, &[port(&mesh, "hop1")], "info");
     let mut run = AgentRun::start(&node);
     node.wait_linked(&["hop1"]);
     let before = node.receptor_pid().expect("receptor PID");
@@ -327,7 +348,7 @@ fn sighup_reloads_for_new_peers_and_restarts_for_other_changes() {
     assert!(!node.status().unwrap().routing_table.contains_key("hop2"));
 
     // A second peer: a reload, so the same receptor process gets the new link.
-    node.configure(&[port(&mesh, "hop1"), port(&mesh, "hop2")], "info");
+    node.configure(&mesh, &[port(&mesh, "hop1"), port(&mesh, "hop2")], "info");
     run.signal(Signal::SIGHUP);
     let linked = node.wait_linked(&["hop1", "hop2"]);
     assert!(
@@ -344,7 +365,7 @@ fn sighup_reloads_for_new_peers_and_restarts_for_other_changes() {
     );
 
     // A new log level is not reloadable: a new receptor process.
-    node.configure(&[port(&mesh, "hop1"), port(&mesh, "hop2")], "debug");
+    node.configure(&mesh, &[port(&mesh, "hop1"), port(&mesh, "hop2")], "debug");
     run.signal(Signal::SIGHUP);
     let after = eventually("run to restart receptor", Duration::from_secs(30), || {
         node.receptor_pid().filter(|p| *p != before)
@@ -398,7 +419,7 @@ fn sleeping_job(root: &Path, seconds: u32) -> Vec<u8> {
 fn a_running_job_outlives_the_agents_stop_and_finishes_under_the_next_run() {
     let mesh = Mesh::start(&[NodeSpec::new("hop1", "hop").listening()]);
     let node = ExecNode::new();
-    node.configure(&[port(&mesh, "hop1")], "info");
+    node.configure(&mesh, &[port(&mesh, "hop1")], "info");
     let mut run = AgentRun::start(&node);
     node.wait_linked(&["hop1"]);
 
