@@ -12,8 +12,9 @@
 //! Mesh TLS is on for every node by default ([`NodeTls::Mesh`]): each gets a certificate for its
 //! id from the mesh CA through `meshrun-coordinator admin cert issue` (the CA is the one the
 //! mesh's coordinator uses; it lives in `<mesh dir>/pki`), and the coordinator's submits use the
-//! control node's `tls-client`. Nodes added to a mesh whose control node the coordinator runs
-//! ([`managed_control`]) default to no TLS, as that control node is plain. Work signing is
+//! control node's `tls-client`. When the coordinator runs the control node ([`managed_control`])
+//! the CA is the one it made on its first start, and its listener takes mutual TLS too (unless
+//! the test turns `mesh_tls` off; nodes then default to no TLS). Work signing is
 //! opt-in: [`NodeSpec::signing_work`] and [`NodeSpec::verifying_work`] share one key pair.
 
 pub mod coordinator_restart;
@@ -528,10 +529,12 @@ impl Mesh {
             let addr = self.peer_address(&spec.name, peer);
             cmd.args(["--peer", &addr.to_string()]);
         }
-        let tls = spec.tls.clone().unwrap_or(if self.managed.is_empty() {
-            NodeTls::Mesh
-        } else {
+        // A managed control node without mesh TLS takes plain links only.
+        let plain_control = self.managed.iter().any(|m| !m.options.mesh_tls);
+        let tls = spec.tls.clone().unwrap_or(if plain_control {
             NodeTls::Off
+        } else {
+            NodeTls::Mesh
         });
         if let Some((ca, cert, key)) = self.node_cert(&spec.name, &tls) {
             cmd.arg("--tls-ca").arg(ca);
@@ -597,9 +600,13 @@ impl Mesh {
         ca_only_config(&self.dir.path().join("ca"), &self.pki_dir())
     }
 
-    /// Where the mesh CA lives.
+    /// Where the mesh CA lives: the coordinator's own PKI folder when the coordinator runs the
+    /// control node (it made the CA on its first start), else `<mesh dir>/pki`.
     pub fn pki_dir(&self) -> PathBuf {
-        self.dir.path().join("pki")
+        match self.managed.first() {
+            Some(m) => m.dir.join("coordinator/pki"),
+            None => self.dir.path().join("pki"),
+        }
     }
 
     /// The certificate files `node` runs with for `tls`, issued now (none for [`NodeTls::Off`]).

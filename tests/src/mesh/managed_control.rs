@@ -51,7 +51,7 @@ pub struct ControlFiles {
 }
 
 /// Choices for a managed control node beyond its name and type.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ManagedOptions {
     /// Run `local` work in podman (the EE image) instead of on the host.
     pub podman: bool,
@@ -59,9 +59,21 @@ pub struct ManagedOptions {
     pub agent_extra: String,
     /// Appended to coordinator.toml (after its `[control_node]` table; start with a table).
     pub coordinator_extra: String,
-    /// Mutual TLS on the control node's listener (`control_node.mesh_tls`): nodes must then
-    /// join ([`Mesh::join_node`]) to link. Off by default for tests of plain meshes.
+    /// Mutual TLS on the control node's listener (`control_node.mesh_tls`, the product
+    /// default): nodes link with certificates from the coordinator's CA (issued by the harness,
+    /// or by joining, [`Mesh::join_node`]). On by default.
     pub mesh_tls: bool,
+}
+
+impl Default for ManagedOptions {
+    fn default() -> Self {
+        ManagedOptions {
+            podman: false,
+            agent_extra: String::new(),
+            coordinator_extra: String::new(),
+            mesh_tls: true,
+        }
+    }
 }
 
 impl ControlFiles {
@@ -218,7 +230,11 @@ impl Mesh {
             conf: files.receptor_conf.clone(),
             starts: 0,
             cgroup: None,
-            tls: super::NodeTls::Off,
+            tls: if files.options.mesh_tls {
+                super::NodeTls::Mesh
+            } else {
+                super::NodeTls::Off
+            },
         });
         self.token = Some(super::create_api_token(&files.coordinator_toml, "admin"));
         self.database = Some(files.dir.join("meshrun.db"));
