@@ -124,7 +124,7 @@ for _ in $(seq 1 600); do
 done
 curl --http1.1 -fsS --cacert "$MESHRUN_CA_CERT" "$MESHRUN_URL/api/v2/ping/" > /dev/null || { echo "the coordinator did not come up; logs in $work" >&2; MESHRUN_DEMO_KEEP=1; exit 1; }
 
-join hop hop --listen "$hop_port" --advertise "127.0.0.1:$hop_port"
+join hop hop --listen "$hop_port" --advertise "127.0.0.1:$hop_port" --bind 127.0.0.1
 join exec1 execution --peer "127.0.0.1:$hop_port"
 join exec2 execution --peer "127.0.0.1:$hop_port"
 

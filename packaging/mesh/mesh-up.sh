@@ -213,7 +213,7 @@ start control
 # The first start makes the work-signing key pair that the execution nodes verify with.
 wait_for "the coordinator's API at $api" 120 api_up
 wait_for "the work-verification key" 10 test -s "$mesh/control/work.pub"
-join_node hop hop --listen "$HOP_PORT" --advertise "127.0.0.1:$HOP_PORT"
+join_node hop hop --listen "$HOP_PORT" --advertise "127.0.0.1:$HOP_PORT" --bind 127.0.0.1
 start hop
 wait_for "a route from control to hop" 60 routable hop
 join_node exec1 execution --peer "127.0.0.1:$HOP_PORT"

@@ -256,7 +256,9 @@ pub fn instance(mesh: &Mesh, hostname: &str) -> Option<Value> {
 pub fn wait_ready(mesh: &Mesh, hostname: &str) -> Value {
     eventually(
         &format!("{hostname} to be ready with capacity"),
-        Duration::from_secs(60),
+        // A node's first service advertisement may leave before its TLS link is up; receptor
+        // sends the next one 60 s later, and only then does the coordinator see its work type.
+        Duration::from_secs(150),
         || {
             instance(mesh, hostname)
                 .filter(|i| i["node_state"] == "ready" && i["capacity"].as_i64() > Some(0))

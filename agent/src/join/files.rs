@@ -59,6 +59,8 @@ pub struct Written<'a> {
     pub answer: &'a JoinResponse,
     /// The listener port, if the node listens.
     pub listen: Option<u16>,
+    /// The address the listener binds to (all addresses when `None`).
+    pub bind: Option<&'a str>,
 }
 
 /// agent.toml as a table, if it exists.
@@ -110,6 +112,9 @@ pub fn merged_settings(paths: &JoinPaths, w: &Written<'_>, existing: Option<Tabl
         );
         if let Some(port) = w.listen {
             node.insert("listen".into(), Value::Integer(i64::from(port)));
+        }
+        if let Some(bind) = w.bind {
+            node.insert("bind".into(), Value::String(bind.to_string()));
         }
         node.insert(
             "peers".into(),
@@ -197,6 +202,7 @@ mod tests {
             key_pem: Some("KEY"),
             answer: &a,
             listen: Some(27199),
+            bind: None,
         };
         let existing = existing_settings(&paths.agent_toml).unwrap();
         write_all(&paths, &w, existing).unwrap();

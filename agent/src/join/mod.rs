@@ -49,6 +49,9 @@ pub struct JoinArgs {
     /// HOST:PORT other nodes dial to reach this node's listener (put in its certificate).
     #[arg(long, requires = "listen")]
     pub advertise: Option<String>,
+    /// The address the listener binds to (default: all addresses).
+    #[arg(long, requires = "listen")]
+    pub bind: Option<std::net::IpAddr>,
     /// Where agent.toml and the TLS files go.
     #[arg(long, default_value = "/etc/meshrun")]
     pub config_dir: PathBuf,
@@ -133,6 +136,7 @@ async fn join(args: &JoinArgs) -> anyhow::Result<()> {
             answer.node_id
         );
     }
+    let bind = args.bind.map(|a| a.to_string());
     files::write_all(
         &paths,
         &files::Written {
@@ -140,6 +144,7 @@ async fn join(args: &JoinArgs) -> anyhow::Result<()> {
             key_pem: new_key.then_some(key_pem.as_str()),
             answer: &answer,
             listen: args.listen,
+            bind: bind.as_deref(),
         },
         existing,
     )?;
