@@ -4,7 +4,7 @@
 //! atomically: `ca.crt`, `<id>.crt` and `<id>.key` (0600).
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use meshrun_shared::node_id::NodeId;
@@ -79,9 +79,9 @@ pub fn issue(config: &CoordinatorConfig, req: &CertIssueRequest) -> Result<CertI
     let cert = req.out_dir.join(format!("{}.crt", node_id.as_str()));
     let key = req.out_dir.join(format!("{}.key", node_id.as_str()));
     // The key first, so a certificate on disk always has its key beside it.
-    write(&key, key_pem.as_bytes(), 0o600)?;
-    write(&cert, issued.cert_pem.as_bytes(), 0o644)?;
-    write(&ca_cert, ca.cert_pem().as_bytes(), 0o644)?;
+    super::ca::write(&key, key_pem.as_bytes(), 0o600)?;
+    super::ca::write(&cert, issued.cert_pem.as_bytes(), 0o644)?;
+    super::ca::write(&ca_cert, ca.cert_pem().as_bytes(), 0o644)?;
     Ok(CertIssued {
         ca_cert,
         cert,
@@ -92,17 +92,10 @@ pub fn issue(config: &CoordinatorConfig, req: &CertIssueRequest) -> Result<CertI
     })
 }
 
-fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), PkiError> {
-    meshrun_agent::run::conf_file::write_atomic(path, bytes, mode).map_err(|source| PkiError::Io {
-        what: "cannot write",
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
 
     use super::*;
     use crate::pki::inspect;

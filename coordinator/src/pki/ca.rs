@@ -200,7 +200,8 @@ fn read(path: &Path) -> Result<String, PkiError> {
     })
 }
 
-fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), PkiError> {
+/// Writes a PKI file atomically with `mode` (the one writer of `pki`).
+pub(super) fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), PkiError> {
     write_atomic(path, bytes, mode).map_err(|source| PkiError::Io {
         what: "cannot write",
         path: path.to_path_buf(),

@@ -86,8 +86,8 @@ impl PkiContext {
         };
         if !self.still_good(&cert, &key, &req) {
             let (issued, key_pem) = self.ca.issue_with_new_key(&req)?;
-            write(&key, key_pem.as_bytes(), 0o600)?;
-            write(&cert, issued.cert_pem.as_bytes(), 0o644)?;
+            super::ca::write(&key, key_pem.as_bytes(), 0o600)?;
+            super::ca::write(&cert, issued.cert_pem.as_bytes(), 0o644)?;
             tracing::info!(names = ?req.dns_names, ips = ?req.ip_addresses, not_after = %issued.not_after, "issued the API's certificate");
         }
         Ok((cert, key))
@@ -119,8 +119,8 @@ impl PkiContext {
         let reissued = !(bound && self.still_good(&cert, &key, &req));
         if reissued {
             let (issued, key_pem) = self.ca.issue_with_new_key(&req)?;
-            write(&key, key_pem.as_bytes(), 0o600)?;
-            write(&cert, issued.cert_pem.as_bytes(), 0o644)?;
+            super::ca::write(&key, key_pem.as_bytes(), 0o600)?;
+            super::ca::write(&cert, issued.cert_pem.as_bytes(), 0o644)?;
             tracing::info!(node = %node_id, not_after = %issued.not_after, "issued the control node's certificate");
         }
         let not_after = cert_not_after(&cert).unwrap_or_else(Utc::now);
@@ -222,12 +222,4 @@ pub fn api_ips(config: &CoordinatorConfig) -> Vec<IpAddr> {
         ips.push(listen);
     }
     ips
-}
-
-fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), PkiError> {
-    meshrun_agent::run::conf_file::write_atomic(path, bytes, mode).map_err(|source| PkiError::Io {
-        what: "cannot write",
-        path: path.to_path_buf(),
-        source,
-    })
 }

@@ -264,11 +264,8 @@ impl Store {
     /// call it when the node joins with a fresh join token (an admin's deliberate act), before
     /// recording the instance. Returns whether there was a tombstone.
     pub async fn clear_removed(&self, hostname: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM removed_nodes WHERE hostname = $1")
-            .bind(hostname)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        let mut conn = self.pool.acquire().await?;
+        lift_tombstone(&mut conn, hostname).await
     }
 
     /// Pending jobs pinned to `hostname` (`execution_node` asked for at submit).
@@ -317,6 +314,19 @@ impl Store {
                 .await?;
         Ok(reason.flatten().filter(|r| !r.is_empty()))
     }
+}
+
+/// Deletes `hostname`'s tombstone on `conn` (a transaction's, for the join flow); returns
+/// whether there was one.
+pub(super) async fn lift_tombstone(
+    conn: &mut sqlx::SqliteConnection,
+    hostname: &str,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query("DELETE FROM removed_nodes WHERE hostname = $1")
+        .bind(hostname)
+        .execute(&mut *conn)
+        .await?;
+    Ok(done.rows_affected() > 0)
 }
 
 #[cfg(test)]

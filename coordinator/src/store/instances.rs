@@ -255,32 +255,44 @@ pub const INSTANCE_ORDER_FIELDS: [&str; 8] = [
     "last_seen",
 ];
 
+/// Inserts `new` as an `installed` instance (a node that runs user-space jobs also joins the
+/// `default` group), inside the caller's transaction. Returns its id, or `None` when the
+/// hostname is already registered (nothing is changed then).
+pub(super) async fn insert_instance(
+    conn: &mut sqlx::SqliteConnection,
+    new: &NewInstance,
+) -> Result<Option<i64>, StoreError> {
+    let stamp = now();
+    let id: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO instances (hostname, node_type, node_state, registered_by, listener_address, created, modified) \
+         VALUES ($1, $2, 'installed', $3, $4, $5, $5) ON CONFLICT (hostname) DO NOTHING RETURNING id",
+    )
+    .bind(&new.hostname)
+    .bind(new.node_type.as_str())
+    .bind(&new.registered_by)
+    .bind(&new.listener_address)
+    .bind(&stamp)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(id) = id
+        && new.node_type.runs_user_jobs()
+    {
+        sqlx::query(
+            "INSERT INTO instance_group_members (group_id, instance_id) \
+             SELECT id, $1 FROM instance_groups WHERE name = 'default' ON CONFLICT DO NOTHING",
+        )
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(id)
+}
+
 impl Store {
     /// Registers an instance; an existing hostname is returned unchanged.
     pub async fn create_instance(&self, new: &NewInstance) -> Result<Instance, StoreError> {
-        let stamp = now();
         let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO instances (hostname, node_type, node_state, registered_by, listener_address, created, modified) \
-             VALUES ($1, $2, 'installed', $3, $4, $5, $5) ON CONFLICT (hostname) DO NOTHING",
-        )
-        .bind(&new.hostname)
-        .bind(new.node_type.as_str())
-        .bind(&new.registered_by)
-        .bind(&new.listener_address)
-        .bind(&stamp)
-        .execute(&mut *tx)
-        .await?;
-        if inserted.rows_affected() == 1 && new.node_type.runs_user_jobs() {
-            sqlx::query(
-                "INSERT INTO instance_group_members (group_id, instance_id) \
-                 SELECT g.id, i.id FROM instance_groups g, instances i \
-                 WHERE g.name = 'default' AND i.hostname = $1 ON CONFLICT DO NOTHING",
-            )
-            .bind(&new.hostname)
-            .execute(&mut *tx)
-            .await?;
-        }
+        insert_instance(&mut tx, new).await?;
         tx.commit().await?;
         self.instance_by_hostname(&new.hostname)
             .await?

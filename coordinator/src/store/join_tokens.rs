@@ -374,33 +374,22 @@ impl Store {
             return Ok(JoinOutcome::UsedUp);
         }
         // A fresh token is an admin's deliberate act: a node removed earlier may come back.
-        let tombstone = sqlx::query("DELETE FROM removed_nodes WHERE hostname = $1")
-            .bind(&join.hostname)
-            .execute(&mut *tx)
-            .await?;
-        if tombstone.rows_affected() > 0 {
+        if super::deprovision::lift_tombstone(&mut tx, &join.hostname).await? {
             tracing::info!(node = %join.hostname, "a removed node joins again with a fresh token");
         }
-        let stamp = now();
-        let instance_id: i64 = sqlx::query_scalar(
-            "INSERT INTO instances (hostname, node_type, node_state, registered_by, listener_address, created, modified) \
-             VALUES ($1, $2, 'installed', 'join', $3, $4, $4) RETURNING id",
-        )
-        .bind(&join.hostname)
-        .bind(join.node_type.as_str())
-        .bind(&join.listener_address)
-        .bind(&stamp)
-        .fetch_one(&mut *tx)
-        .await?;
-        if join.node_type.runs_user_jobs() {
-            sqlx::query(
-                "INSERT INTO instance_group_members (group_id, instance_id) \
-                 SELECT id, $1 FROM instance_groups WHERE name = 'default' ON CONFLICT DO NOTHING",
-            )
-            .bind(instance_id)
-            .execute(&mut *tx)
-            .await?;
-        }
+        let new = super::NewInstance {
+            hostname: join.hostname.clone(),
+            node_type: join.node_type,
+            registered_by: "join".into(),
+            listener_address: join.listener_address.clone(),
+        };
+        // The row was looked for in this transaction, so the insert cannot conflict.
+        let instance_id = super::instances::insert_instance(&mut tx, &new)
+            .await?
+            .ok_or_else(|| StoreError::Invalid {
+                what: "instance registered meanwhile",
+                value: join.hostname.clone(),
+            })?;
         insert_cert(
             &mut tx,
             instance_id,
